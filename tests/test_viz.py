@@ -59,3 +59,25 @@ def test_client_samples_labels_rows_with_transforms(tmp_cache):
     fig = fm.viz.client_samples(part, ds, "image", per_client=2)
     assert "rotate 30" in fig.axes[2].get_ylabel()
     fm.viz.client_samples(part, ds, "audio", per_client=2)
+
+
+def test_feature_plots():
+    import pandas as pd
+    import torch
+
+    rows = [
+        {"run": r, "round": t, "aligned~shared": 0.5, "context~shared": 0.2, "context~private": 0.1}
+        for r in ("a", "b")
+        for t in (1, 2)
+    ]
+    fig = fm.viz.recovery_curves(pd.DataFrame(rows))
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    fig = fm.viz.feature_projection(
+        {"x": torch.randn(30, 4), "y": torch.randn(30, 4)}, [0, 1, 2] * 10
+    )
+    assert len(fig.axes) == 2 and "PCA" in fig.axes[0].get_title()
+    attention = torch.softmax(torch.randn(5, 4, 4), -1)
+    fig = fm.viz.attention_map(attention, ["image", "audio"])
+    assert fig.axes[0].get_yticklabels()[1].get_text() == "image context"
+    with pytest.raises(ValueError, match="expected 6x6"):
+        fm.viz.attention_map(attention, ["image", "audio", "text"])

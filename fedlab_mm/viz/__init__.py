@@ -1,5 +1,6 @@
-"""Plots, in four modules a reader can find their way in: ``common``, ``data``,
-``partitions`` and ``training``; everything is re-exported here, so ``fm.viz.<name>`` works.
+"""Plots, in five modules a reader can find their way in: ``common``, ``data``,
+``partitions``, ``training`` and ``features``; everything is re-exported here, so
+``fm.viz.<name>`` works.
 
 Pure functions: data in, a matplotlib Figure out, so each is testable without a
 display and sliders can wrap them with ``ipywidgets.interact``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from .common import PALETTE, draw_curves
 from .data import modality_strength, probe_accuracy, sample_grid, show_sample, spectrogram
+from .features import attention_map, feature_projection, recovery_curves
 from .partitions import (
     availability,
     client_class_bars,
@@ -41,4 +43,7 @@ __all__ = [
     "curves",
     "sweep_plot",
     "mixing_weights",
+    "recovery_curves",
+    "feature_projection",
+    "attention_map",
 ]

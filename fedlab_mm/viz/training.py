@@ -54,7 +54,7 @@ def sweep_plot(
                     f"{value:.2f}",
                     (highlight, value),
                     textcoords="offset points",
-                    xytext=(6, 4),
+                    xytext=(6, 4 if j % 2 == 0 else -12),  # alternate: labels of close lines
                     color=PALETTE[j % len(PALETTE)],
                     fontsize=9,
                 )
