@@ -230,7 +230,7 @@ class LocalTrainer:
         losses = [*self.losses, *extra_losses]
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = self.make_optimizer(params)
-        xs, present = data.modalities, data.present.float()
+        xs, present = data.modalities, data.available.float()
         y, labeled = data.y, data.labeled
         received_detached = {k: v.detach() for k, v in received.items()}
         sums = dict.fromkeys([t.name for t in losses], 0.0)
@@ -323,16 +323,33 @@ class Client:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset, batch_size: int = 1024) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of ``model`` on ``dataset`` (all labels used)."""
+def evaluate(
+    model: torch.nn.Module, dataset, batch_size: int = 1024, only=None
+) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of ``model`` on ``dataset`` (all labels used).
+
+    The model reads what ``dataset.available`` marks (real or filled values). ``only``
+    (a modality name or a list of them) keeps just those modalities, as a test of robustness
+    to missing modalities: samples that have none of them are skipped.
+    """
+    available = dataset.available
+    if only is not None:
+        only = [only] if isinstance(only, str) else list(only)
+        unknown = [m for m in only if m not in dataset.names]
+        if unknown or not only:
+            raise ValueError(f"only={only!r} must name modalities among {dataset.names}")
+        keep = torch.tensor([m in only for m in dataset.names])
+        available = available & keep
+        rows = available.any(1)
+        dataset, available = dataset.subset(rows), available[rows]
     if len(dataset) == 0:
         return {"accuracy": float("nan"), "loss": float("nan")}
     model.eval()
     correct, loss = 0, 0.0
-    present = dataset.present.float()
+    mask = available.float()
     for start in range(0, len(dataset), batch_size):
         sl = slice(start, start + batch_size)
-        logits = model({m: x[sl] for m, x in dataset.modalities.items()}, present[sl])
+        logits = model({m: x[sl] for m, x in dataset.modalities.items()}, mask[sl])
         correct += int((logits.argmax(1) == dataset.y[sl]).sum())
         loss += float(F.cross_entropy(logits, dataset.y[sl], reduction="sum"))
     return {"accuracy": correct / len(dataset), "loss": loss / len(dataset)}

@@ -51,6 +51,10 @@ class MultimodalDataset:
         Which labels may be used for training. Default: all True.
     latents : dict[str, Tensor] or None
         Ground truth of synthetic data: ``"shared"`` and ``"private_<modality>"``.
+    filled : Tensor, shape ``(n, M)``, bool
+        Which missing values a completion strategy filled in (``fm.completion``): never real
+        data, never ``present``. Models see :attr:`available` = ``present | filled``.
+        Default: all False.
     meta : dict[str, numpy array]
         Per-sample extras (caption strings, voice, ...), indexed along with the data.
 
@@ -70,6 +74,7 @@ class MultimodalDataset:
     labeled: torch.Tensor | None = None
     latents: dict[str, torch.Tensor] | None = None
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    filled: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.modalities, dict) or not self.modalities:
@@ -103,6 +108,15 @@ class MultimodalDataset:
         )
         if labeled.shape != (n,):
             raise ValueError(f"labeled has shape {tuple(labeled.shape)}, expected ({n},)")
+        filled = (
+            torch.zeros(n, len(self.modalities), dtype=torch.bool)
+            if self.filled is None
+            else torch.as_tensor(self.filled, dtype=torch.bool)
+        )
+        if filled.shape != present.shape:
+            raise ValueError(f"filled has shape {tuple(filled.shape)}, expected {(n, self.M)}")
+        if (filled & present).any():
+            raise ValueError("filled marks values that are present: only missing values are filled")
         for key, value in (self.latents or {}).items():
             if value.shape[0] != n:
                 raise ValueError(f"latent {key!r} has {value.shape[0]} rows, expected {n}")
@@ -112,6 +126,7 @@ class MultimodalDataset:
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "present", present)
         object.__setattr__(self, "labeled", labeled)
+        object.__setattr__(self, "filled", filled)
         object.__setattr__(self, "classes", list(self.classes))
 
     # ------------------------------------------------------------------ basics
@@ -131,6 +146,11 @@ class MultimodalDataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def available(self) -> torch.Tensor:
+        """``(n, M)`` bool: what a model may read, real (``present``) or ``filled``."""
+        return self.present | self.filled
 
     @property
     def missing_rate(self) -> dict[str, float]:
@@ -161,6 +181,7 @@ class MultimodalDataset:
             classes=self.classes,
             present=self.present[idx],
             labeled=self.labeled[idx],
+            filled=self.filled[idx],
             latents=None if self.latents is None else {k: v[idx] for k, v in self.latents.items()},
             meta={k: np.asarray(v)[np_idx] for k, v in self.meta.items()},
         )
@@ -177,6 +198,11 @@ class MultimodalDataset:
             f"MultimodalDataset(n={len(self)}, classes={self.num_classes})",
             f"  modalities: {shapes}",
             f"  missing:    {missing}",
+            *(
+                [f"  filled:     {int(self.filled.sum())} values (fm.completion)"]
+                if self.filled.any()
+                else []
+            ),
             f"  labeled:    {float(self.labeled.float().mean()) if len(self) else 0:.0%}",
             f"  per class:  {counts}",
         ]

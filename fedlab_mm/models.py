@@ -61,6 +61,11 @@ class ModelSpec:
         two linear heads into ``z_aligned`` and ``z_context`` (0 = no split).
     heads : int
         Attention heads of the ``"attention"`` fusion (must divide ``split``).
+    unimodal : bool
+        FedMVP's unimodal representations: a linear projection per modality into the joint
+        embedding's width, L2-normalised (``features()["unimodal"]``), for the MCM and RAM
+        loss terms in :mod:`fedlab_mm.completion`. The joint embedding is then L2-normalised
+        too, so that both live on the same sphere and go through the same classifier.
 
     Examples
     --------
@@ -77,6 +82,7 @@ class ModelSpec:
     dropout: float = 0.0
     split: int = 0
     heads: int = 4
+    unimodal: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -287,6 +293,11 @@ class MultimodalNet(nn.Module):
             self.fusion = AttentionFusion(spec.names, k, spec.heads)
         else:
             self.fusion = ConcatFusion(spec.names, 2 * k if k else spec.d, spec.d, spec.hidden)
+        if spec.unimodal:
+            width = 2 * k if k else spec.d
+            self.unimodal = nn.ModuleDict(
+                {m: nn.Linear(width, self.fusion.out_dim) for m in spec.names}
+            )
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(self.fusion.out_dim, spec.num_classes)
 
@@ -315,7 +326,8 @@ class MultimodalNet(nn.Module):
 
         Returns a dict with ``"h"`` (per-modality encoder outputs), ``"aligned"`` and
         ``"context"`` (per-modality parts, empty without ``split``), ``"present"`` (B, M)
-        float, ``"joint"`` (B, width) and ``"logits"`` (B, C).
+        float, ``"joint"`` (B, width), ``"logits"`` (B, C) and ``"unimodal"`` (per-modality
+        ``(B, width)``, empty without ``unimodal``).
         """
         mask = self._check(modalities, present)
         h = self.encode(modalities)
@@ -326,8 +338,16 @@ class MultimodalNet(nn.Module):
         else:
             aligned, context, parts = {}, {}, {m: [h[m]] for m in self.spec.names}
         joint = self.fusion(parts, mask)
+        unimodal = {}
+        if self.spec.unimodal:  # joint and unimodal reps on the unit sphere, as in FedMVP
+            joint = nn.functional.normalize(joint, dim=1)
+            unimodal = {
+                m: nn.functional.normalize(self.unimodal[m](torch.cat(parts[m], 1)), dim=1)
+                for m in self.spec.names
+            }
         logits = self.head(self.dropout(joint))
         return {
+            "unimodal": unimodal,
             "h": h,
             "aligned": aligned,
             "context": context,

@@ -170,6 +170,11 @@ def missing_modalities(
         per_mod = np.array([float(rate.get(nm, 0.0)) for nm in names])
         if not np.all(np.isfinite(per_mod)) or per_mod.min() < 0 or per_mod.max() > 1:
             raise ValueError(f"rate={rate!r}: every rate must lie in [0, 1]")
+        if per_mod.min() == 1.0:
+            raise ValueError(
+                f"rate={rate!r} removes every modality from every sample; "
+                "keep at least one modality's rate below 1"
+            )
         if split is not None:
             raise ValueError("split only applies with a numeric rate, not a dict of rates")
     else:

@@ -180,7 +180,7 @@ class ALA(InitRule):
         subset = labeled[start : start + n_use]
         names = list(local)
         tensors = [params[n] for n in names]
-        present = data.present.float()
+        present = data.available.float()
         model.train()
         losses: list[float] = []
         for _ in range(epochs):

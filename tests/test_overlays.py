@@ -23,6 +23,10 @@ DS = fm.data.synthetic(n_samples=600, seed=0)
 )
 def test_masks_never_leave_a_sample_without_modalities(rate, absent_audio, seed):
     part = P.dirichlet(DS, 6, alpha=0.5, min_size=5, seed=seed)
+    if isinstance(rate, dict) and min(rate.values()) == 1.0:
+        with pytest.raises(ValueError, match="removes every modality"):
+            P.missing_modalities(part, DS, rate=rate, seed=seed)
+        return
     part = P.missing_modalities(part, DS, rate=rate, absent={"audio": absent_audio}, seed=seed)
     for k, mask in enumerate(part.present):
         assert mask.shape == (len(part.indices[k]), 3)

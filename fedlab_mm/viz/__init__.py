@@ -12,7 +12,14 @@ figure. matplotlib is imported inside the functions so ``import fedlab_mm`` stay
 from __future__ import annotations
 
 from .common import PALETTE, draw_curves
-from .data import modality_strength, probe_accuracy, sample_grid, show_sample, spectrogram
+from .data import (
+    completion_gallery,
+    modality_strength,
+    probe_accuracy,
+    sample_grid,
+    show_sample,
+    spectrogram,
+)
 from .features import attention_map, feature_projection, recovery_curves
 from .partitions import (
     availability,
@@ -33,6 +40,7 @@ __all__ = [
     "sample_grid",
     "probe_accuracy",
     "modality_strength",
+    "completion_gallery",
     "client_class_bars",
     "label_heatmap",
     "label_bubbles",

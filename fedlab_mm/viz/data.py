@@ -152,3 +152,42 @@ def modality_strength(ds, seed: int = 0):
     fig.suptitle(f"each modality alone, coloured by class (chance = {chance:.0%})")
     fig.tight_layout(rect=(0, 0, 0.9, 1))
     return fig
+
+
+def completion_gallery(truth: torch.Tensor, filled: dict, labels=None, n: int = 8):
+    """What each completion strategy put where an image was missing.
+
+    Parameters
+    ----------
+    truth : Tensor (k, 1, H, W)
+        The real (hidden) images of ``k`` samples whose image was missing.
+    filled : dict[str, Tensor (k, 1, H, W)]
+        Strategy name -> the images it filled in for the same samples.
+    labels : sequence of str, optional
+        Column titles (e.g. the true class).
+    n : int
+        How many samples (columns) to show.
+    """
+    plt = _plt()
+    rows = {"real (hidden)": truth, **filled}
+    n = min(n, len(truth))
+    fig, axes = plt.subplots(
+        len(rows), n, figsize=(1.15 * n + 1.2, 1.15 * len(rows)), squeeze=False
+    )
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(
+                images[c].reshape(images.shape[-2], images.shape[-1]).numpy(),
+                cmap="gray_r",
+                vmin=0,
+                vmax=1,
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0 and labels is not None:
+                ax.set_title(str(labels[c]), fontsize=9)
+        axes[r][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle("missing images, filled in by each strategy")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,107 @@
+"""FedMVP's representation knowledge transfer: the MCM and RAM loss terms.
+
+FedMVP (Che et al., ECML-PKDD 2024, arXiv 2406.11048) trains a joint encoder next to
+unimodal representations and ties them with two losses; both are ``LocalTrainer`` loss
+terms here, for a model built with ``ModelSpec(unimodal=True)``:
+
+- :class:`MCM` (multi-modal contrastive matching): NT-Xent between the joint representation
+  and each unimodal one;
+- :class:`RAM` (representation-aligned margin): pull the joint representation toward a
+  unimodal one while that modality alone classifies better.
+
+Defaults follow FedMVP's code: ``MCM(weight=0.01, tau=0.1)``, ``RAM(weight=0.5)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .client import Batch, LossTerm
+
+__all__ = ["nt_xent", "MCM", "RAM"]
+
+
+def nt_xent(u: torch.Tensor, v: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
+    """NT-Xent over ``2B`` rows (SimCLR; FedMVP's code): stack ``[u; v]``, L2-normalise, and
+    for each row classify its partner (row ``i +- B``) among the other ``2B - 1`` rows.
+
+    About ``log(2B - 1)`` for unrelated pairs, near 0 for identical, well separated ones.
+    """
+    if not tau > 0:
+        raise ValueError(f"tau={tau} must be > 0")
+    if u.shape != v.shape or u.ndim != 2:
+        raise ValueError(f"u and v must both be (B, k), got {tuple(u.shape)} and {tuple(v.shape)}")
+    b = len(u)
+    z = F.normalize(torch.cat([u, v]), dim=1)  # (2B, k)
+    scores = z @ z.T / tau
+    scores = scores.masked_fill(torch.eye(2 * b, dtype=torch.bool), float("-inf"))
+    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
+    return F.cross_entropy(scores, partner)
+
+
+def _unimodal(batch: Batch):
+    feats = batch.features
+    if not feats or not feats.get("unimodal"):
+        raise ValueError("this loss needs unimodal representations: ModelSpec(..., unimodal=True)")
+    return feats["unimodal"], feats["joint"], feats["present"] > 0
+
+
+class MCM(LossTerm):
+    """Multi-modal contrastive matching: NT-Xent between the joint representation and each
+    modality's unimodal one (rows where that modality is available), averaged over them."""
+
+    name = "mcm"
+
+    def __init__(self, weight: float = 0.01, tau: float = 0.1) -> None:
+        super().__init__(weight)
+        if not tau > 0:
+            raise ValueError(f"tau={tau} must be > 0")
+        self.tau = float(tau)
+
+    def compute(self, batch: Batch) -> torch.Tensor:
+        unimodal, joint, available = _unimodal(batch)
+        terms = [
+            nt_xent(joint[available[:, j]], z[available[:, j]], self.tau)
+            for j, z in enumerate(unimodal.values())
+            if int(available[:, j].sum()) >= 2
+        ]
+        return torch.stack(terms).mean() if terms else batch.logits.sum() * 0.0
+
+    def __repr__(self) -> str:
+        return f"MCM(weight={self.weight:g}, tau={self.tau:g})"
+
+
+class RAM(LossTerm):
+    """Representation-aligned margin: for each modality whose unimodal representation, put
+    through the same classifier, has a lower cross-entropy on the labelled rows than the
+    joint one, add ``||z_joint - z_m||_2`` over those rows (``z_m`` held fixed: the joint
+    representation is pulled toward the better view); the sum is divided by the batch size.
+    Zero when no modality alone does better, or without labels."""
+
+    name = "ram"
+
+    def __init__(self, weight: float = 0.5) -> None:
+        super().__init__(weight)
+
+    def compute(self, batch: Batch) -> torch.Tensor:
+        unimodal, joint, available = _unimodal(batch)
+        total = batch.logits.sum() * 0.0
+        labeled = batch.labeled
+        if not labeled.any():
+            return total
+        head = batch.model.head
+        y = batch.y[labeled]
+        joint_loss = F.cross_entropy(batch.logits[labeled], y)
+        for j, z in enumerate(unimodal.values()):
+            rows = labeled & available[:, j]
+            if not rows.any():
+                continue
+            with torch.no_grad():
+                alone = F.cross_entropy(head(z[rows]), batch.y[rows])
+            if alone < joint_loss:
+                total = total + (joint[rows] - z[rows].detach()).norm()
+        return total / len(batch.y)
+
+    def __repr__(self) -> str:
+        return f"RAM(weight={self.weight:g})"
