@@ -12,6 +12,7 @@ recorded in ``dataset.filled``; ``present`` keeps saying what is real. Models re
 strategy       needs                                        leaks / risks
 =============  ===========================================  =================================
 ``mask``       nothing (the engine's default)               nothing
+``zero``       nothing: zeros read as data (a baseline)     the model cannot tell "missing"
 ``mean``       the client's own samples of that modality    nothing beyond the client
 ``knn``        local samples that have the missing          nothing beyond the client; copies
                modality and share one with the query        real local values into new rows
@@ -42,6 +43,7 @@ from .data import MultimodalDataset
 __all__ = [
     "Completion",
     "Mask",
+    "Zero",
     "Mean",
     "KNN",
     "Regression",
@@ -111,6 +113,17 @@ class Mask(Completion):
 
     def predict(self, data, target, rows):
         return None
+
+
+class Zero(Completion):
+    """Zero-fill, and let the model read the zeros as if they were data: what a pipeline
+    without availability masks does (a black image, an all-zero caption). A baseline to
+    beat, not a method."""
+
+    name = "zero"
+
+    def predict(self, data, target, rows):
+        return torch.zeros(len(rows), *data.modalities[target].shape[1:])
 
 
 class Mean(Completion):
@@ -192,7 +205,8 @@ class Regression(Completion):
     """Ridge maps from each other modality to the missing one, fitted on local pairs.
 
     For every (source, target) pair with at least ``min_pairs`` local samples that have
-    both, a ridge regression on standardised source features; a row is filled with the
+    both, a ridge regression on centred source features (penalty ``alpha`` times the number
+    of pairs times the mean feature variance); a row is filled with the
     mean prediction over its available sources (the local mean if it has none).
     """
 
@@ -217,15 +231,17 @@ class Regression(Completion):
         return self
 
     def _ridge(self, x, y):
-        mx, sx, my = x.mean(0), x.std(0).clamp_min(1e-6), y.mean(0)
-        xs, yc = (x - mx) / sx, y - my
-        n, d = xs.shape
-        lam = self.alpha * n
+        # Centred, not standardised: a pixel that is almost always 0 would get a tiny std and a
+        # huge weight. The penalty is scaled by the mean feature variance instead.
+        mx, my = x.mean(0), y.mean(0)
+        xc, yc = x - mx, y - my
+        n, d = xc.shape
+        lam = self.alpha * n * float(xc.pow(2).mean()) + 1e-8
         if d <= n:  # primal: (X^T X + lam I) W = X^T Y
-            w = torch.linalg.solve(xs.T @ xs + lam * torch.eye(d, dtype=xs.dtype), xs.T @ yc)
+            w = torch.linalg.solve(xc.T @ xc + lam * torch.eye(d, dtype=xc.dtype), xc.T @ yc)
         else:  # dual: W = X^T (X X^T + lam I)^-1 Y
-            w = xs.T @ torch.linalg.solve(xs @ xs.T + lam * torch.eye(n, dtype=xs.dtype), yc)
-        return mx, sx, w, my
+            w = xc.T @ torch.linalg.solve(xc @ xc.T + lam * torch.eye(n, dtype=xc.dtype), yc)
+        return mx, w, my
 
     def unfillable(self):
         return self.mean_.unfillable()
@@ -238,11 +254,11 @@ class Regression(Completion):
         for s, src in enumerate(data.names):
             if (src, target) not in self.maps_:
                 continue
-            mx, sx, w, my = self.maps_[src, target]
+            mx, w, my = self.maps_[src, target]
             use = data.available[rows, s]
             if use.any():
                 x = _flat(data.modalities[src][rows[use]])
-                total[use] += ((x - mx) / sx) @ w + my
+                total[use] += (x - mx) @ w + my
                 count[use] += 1
         mean = self.mean_.means_[target]
         if mean is None:
@@ -343,6 +359,7 @@ class Frozen(Completion):
 
 STRATEGIES = {
     "mask": Mask,
+    "zero": Zero,
     "mean": Mean,
     "knn": KNN,
     "regression": Regression,

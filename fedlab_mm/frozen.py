@@ -13,7 +13,10 @@ small frozen stand-ins from them once per process:
   class, from coarse ("a handwritten digit") to fine ("a handwritten seven")
   (:func:`caption_prototypes`); a caption embedding's nearest prototype is its class;
 - a **text-to-image generator**: a ridge map from caption embeddings to the public images
-  of the same digit (:func:`text_to_image`).
+  of the same digit (:func:`text_to_image`);
+- an **image tower**: a small CNN pretrained on the public digits and frozen, whose 64-d
+  features are FedMVP's frozen image representation (:func:`image_features`; the text
+  representation is the MiniLM embedding itself).
 
 Nothing here sees a client's data during fitting; applied on a client, the models read
 only that client's samples.
@@ -35,7 +38,12 @@ __all__ = [
     "caption_prototypes",
     "classify_text",
     "text_to_image",
+    "image_tower",
+    "image_features",
+    "TOWER_WIDTH",
 ]
+
+TOWER_WIDTH = 64
 
 
 def to_public_format(images: torch.Tensor) -> torch.Tensor:
@@ -122,3 +130,62 @@ def text_to_image(text: torch.Tensor) -> torch.Tensor:
     mx, w, my = _generator()
     out = (text.double() - mx) @ w + my
     return out.clamp(0, 1).float().reshape(len(text), 1, 28, 28)
+
+
+def _tower_layers() -> torch.nn.Sequential:
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, TOWER_WIDTH), nn.ReLU(),
+    )  # fmt: skip
+
+
+def _pretrain_tower(epochs: int = 8, seed: int = 0) -> dict:
+    """Train tower + a linear head on the public digits (random shifts of up to 3 pixels)."""
+    from .data import public_digits
+
+    pub = public_digits()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        tower, head = _tower_layers(), torch.nn.Linear(TOWER_WIDTH, 10)
+    params = list(tower.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    x, y = pub.modalities["image"], pub.y
+    with torch.enable_grad():
+        _fit(tower, head, opt, x, y, epochs, gen)
+    return tower.state_dict()
+
+
+def _fit(tower, head, opt, x, y, epochs, gen) -> None:
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), 64):
+            idx = order[start : start + 64]
+            shift = torch.randint(-3, 4, (2,), generator=gen).tolist()
+            batch = torch.roll(x[idx], shifts=shift, dims=(2, 3))
+            loss = F.cross_entropy(head(tower(batch)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+@lru_cache(maxsize=1)
+def image_tower() -> torch.nn.Module:
+    """The frozen image tower (eval mode, no gradients); pretrained once, then cached."""
+    from .data import _cached
+
+    state = _cached("image-tower", {"epochs": 8, "seed": 0}, _pretrain_tower, cache=True)
+    tower = _tower_layers()
+    tower.load_state_dict(state)
+    for p in tower.parameters():
+        p.requires_grad_(False)
+    return tower.eval()
+
+
+def image_features(images: torch.Tensor) -> torch.Tensor:
+    """``(n, 1, 28, 28)`` -> ``(n, 64)`` features of the frozen public image tower."""
+    tower = image_tower()
+    with torch.no_grad():
+        return tower(images.float())

@@ -64,8 +64,13 @@ class ModelSpec:
     unimodal : bool
         FedMVP's unimodal representations: a linear projection per modality into the joint
         embedding's width, L2-normalised (``features()["unimodal"]``), for the MCM and RAM
-        loss terms in :mod:`fedlab_mm.completion`. The joint embedding is then L2-normalised
+        loss terms in :mod:`fedlab_mm.transfer`. The joint embedding is then L2-normalised
         too, so that both live on the same sphere and go through the same classifier.
+    frozen_towers : bool
+        With ``unimodal``: read the unimodal representations off frozen pretrained towers
+        (FedMVP's setting) instead of the trainable encoders: the public image tower of
+        :mod:`fedlab_mm.frozen` for ``image`` (1, 28, 28) and the MiniLM embedding itself for
+        ``text`` (384,). Only the projections train; the towers are never sent.
 
     Examples
     --------
@@ -83,6 +88,7 @@ class ModelSpec:
     split: int = 0
     heads: int = 4
     unimodal: bool = False
+    frozen_towers: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -109,6 +115,15 @@ class ModelSpec:
                 raise ValueError(f"heads={self.heads} must divide split={self.split}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
+        if self.frozen_towers:
+            if not self.unimodal:
+                raise ValueError("frozen_towers=True needs unimodal=True")
+            for name, shape in self.inputs:
+                if FROZEN_TOWERS.get(name, (None,))[0] != tuple(shape):
+                    raise ValueError(
+                        f"no frozen tower for {name!r} with shape {tuple(shape)}; there are "
+                        f"{ {m: s for m, (s, _) in FROZEN_TOWERS.items()} }"
+                    )
         kinds = dict(self.encoders)
         unknown = set(kinds) - set(names)
         if unknown:
@@ -261,6 +276,18 @@ class AttentionFusion(nn.Module):
         return (out * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, k)
 
 
+# name -> (input shape, representation width) of FedMVP-style frozen unimodal towers
+FROZEN_TOWERS = {"image": ((1, 28, 28), 64), "text": ((384,), 384)}
+
+
+def _frozen_tower(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "image":
+        from .frozen import image_features
+
+        return image_features(x)
+    return x.float()  # text: the frozen MiniLM embedding is the representation
+
+
 class MultimodalNet(nn.Module):
     """Encoders -> fusion -> classifier, for any set of modalities.
 
@@ -294,9 +321,11 @@ class MultimodalNet(nn.Module):
         else:
             self.fusion = ConcatFusion(spec.names, 2 * k if k else spec.d, spec.d, spec.hidden)
         if spec.unimodal:
-            width = 2 * k if k else spec.d
+            width = {m: 2 * k if k else spec.d for m in spec.names}
+            if spec.frozen_towers:
+                width = {m: FROZEN_TOWERS[m][1] for m in spec.names}
             self.unimodal = nn.ModuleDict(
-                {m: nn.Linear(width, self.fusion.out_dim) for m in spec.names}
+                {m: nn.Linear(width[m], self.fusion.out_dim) for m in spec.names}
             )
         self.dropout = nn.Dropout(spec.dropout)
         self.head = nn.Linear(self.fusion.out_dim, spec.num_classes)
@@ -341,8 +370,12 @@ class MultimodalNet(nn.Module):
         unimodal = {}
         if self.spec.unimodal:  # joint and unimodal reps on the unit sphere, as in FedMVP
             joint = nn.functional.normalize(joint, dim=1)
+            if self.spec.frozen_towers:  # no gradient reaches the towers; they are not state
+                inputs = {m: _frozen_tower(m, modalities[m]) for m in self.spec.names}
+            else:
+                inputs = {m: torch.cat(parts[m], 1) for m in self.spec.names}
             unimodal = {
-                m: nn.functional.normalize(self.unimodal[m](torch.cat(parts[m], 1)), dim=1)
+                m: nn.functional.normalize(self.unimodal[m](inputs[m]), dim=1)
                 for m in self.spec.names
             }
         logits = self.head(self.dropout(joint))

@@ -247,3 +247,63 @@ def test_knn_averages_only_real_neighbours_when_few_samples_are_complete():
     # the image-only samples are no neighbours at all, so k=5 averages exactly those three
     expect = pairs.modalities["image"][:3].mean(0).expand(len(rows), -1)
     torch.testing.assert_close(out.modalities["image"][rows], expect)
+
+
+def test_frozen_towers_feed_the_unimodal_representations_and_are_not_state(tmp_cache):
+    ds = fm.data.digits(n_samples=40, seed=0, progress=False, modalities=("image", "text"))
+    spec = ModelSpec.from_dataset(ds, d=16, hidden=32, unimodal=True, frozen_towers=True)
+    model = build_model(spec, seed=0)
+    assert not any(k.startswith("encoders.image") and "tower" in k for k in model.state_dict())
+    assert model.unimodal["image"].in_features == 64 and model.unimodal["text"].in_features == 384
+    batch = _batch(model, ds, n=16)
+    loss = T.MCM()(batch) + T.RAM()(batch)
+    loss.backward()
+    assert model.unimodal["image"].weight.grad is not None
+    assert all(not p.requires_grad for p in fm.frozen.image_tower().parameters())
+    with pytest.raises(ValueError, match="needs unimodal=True"):
+        ModelSpec.from_dataset(ds, frozen_towers=True)
+    with pytest.raises(ValueError, match="no frozen tower"):
+        ModelSpec.from_dataset(DS, unimodal=True, frozen_towers=True)
+
+
+# ------------------------------------------------------------------ effect on the digits
+@pytest.fixture
+def one_thread():
+    """Run as the measurements were run (torch on one thread), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _digits_at_80_percent_missing(seed, strategy, transfer):
+    ds = fm.data.digits(seed=seed, progress=False, modalities=("image", "text"))
+    rest, test = fm.partition.holdout(ds, 0.2, seed=seed)
+    part = fm.partition.dirichlet(rest, 10, alpha=0.5, seed=seed)
+    part = fm.partition.missing_modalities(
+        part, ds, 0.8, split={"image": 0.5, "text": 0.5}, seed=seed
+    )
+    clients = C.complete(part.clients(rest, seed=seed), strategy)
+    losses = [fm.federated.CrossEntropy()] + ([T.MCM(), T.RAM()] if transfer else [])
+    trainer = fm.federated.LocalTrainer(losses=losses, optimizer="adam", lr=1e-3, max_grad_norm=5.0)
+    spec = ModelSpec.from_dataset(ds, d=64, hidden=128, unimodal=True)
+    sim = fm.federated.Simulation(
+        clients, spec, trainer, fm.federated.FedAvg(), seed=seed, progress=False, eval_every=10
+    )
+    sim.run(10)
+    model = build_model(spec)
+    model.load_state_dict(sim.global_state)
+    return evaluate(model, test)["accuracy"]
+
+
+def test_knn_completion_with_mcm_and_ram_beats_masking_at_80_percent_missing(one_thread):
+    # Measured (image + caption digits, Dirichlet 0.5, 10 rounds, global model on the complete
+    # server test set), seeds 0/1/2: knn + MCM + RAM 0.961 / 0.979 / 0.959, mask (CE only)
+    # 0.940 / 0.971 / 0.948: gains 0.021 / 0.008 / 0.011, mean 0.013. A small gain, far from
+    # FedMVP's +6.2 points; see the closing note of the issue.
+    gains = [
+        _digits_at_80_percent_missing(s, "knn", True)
+        - _digits_at_80_percent_missing(s, "mask", False)
+        for s in (0, 1, 2)
+    ]
+    assert sum(gains) / len(gains) > 0.005

@@ -35,35 +35,27 @@ def sweep_plot(
     title: str = "",
     ylabel: str = "accuracy",
 ):
-    """Lines of several columns of a results table against ``x``, one point highlighted.
+    """Lines of several columns of a results table against ``x``, one ``x`` highlighted.
 
-    ``columns`` maps a column of ``table`` to its legend label.
+    ``columns`` maps a column of ``table`` to its legend label; at the highlighted ``x`` a
+    dashed line marks the position and the legend gives each column's value there.
     """
     plt = _plt()
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 3.6))
+    row = table[table[x] == highlight] if highlight is not None else table.iloc[:0]
     for j, (column, label) in enumerate(columns.items()):
+        if len(row):  # the highlighted value goes into the legend, where labels cannot collide
+            label = f"{label}: {float(row[column].iloc[0]):.2f}"
         ax.plot(table[x], table[column], marker="o", color=PALETTE[j % len(PALETTE)], label=label)
     if highlight is not None:
         ax.axvline(highlight, color="#999999", linestyle="--", lw=1)
-        row = table[table[x] == highlight]
-        for j, column in enumerate(columns):
-            if len(row):
-                value = float(row[column].iloc[0])
-                ax.annotate(
-                    f"{value:.2f}",
-                    (highlight, value),
-                    textcoords="offset points",
-                    xytext=(6, 4 if j % 2 == 0 else -12),  # alternate: labels of close lines
-                    color=PALETTE[j % len(PALETTE)],
-                    fontsize=9,
-                )
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=f"at {x} = {highlight}" if len(row) else None, title_fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
 
