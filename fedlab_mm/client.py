@@ -100,6 +100,23 @@ class LossTerm(ABC):
         return f"{type(self).__name__}(weight={self.weight:g})"
 
 
+def zero_loss(batch: Batch) -> torch.Tensor:
+    """A 0 that is connected to the graph (so ``backward`` works when a term has nothing)."""
+    return batch.logits.sum() * 0.0
+
+
+def mean_or_zero(terms: list[torch.Tensor], batch: Batch) -> torch.Tensor:
+    """The mean of per-pair or per-modality loss terms; :func:`zero_loss` when there are none."""
+    return torch.stack(terms).mean() if terms else zero_loss(batch)
+
+
+def check_tau(tau: float) -> float:
+    """A contrastive temperature must be a finite number > 0."""
+    if not np.isfinite(tau) or tau <= 0:
+        raise ValueError(f"tau={tau} must be a finite number > 0")
+    return float(tau)
+
+
 class CrossEntropy(LossTerm):
     """Cross-entropy on the *labelled* samples of the batch (0 if there are none)."""
 
@@ -110,7 +127,7 @@ class CrossEntropy(LossTerm):
         if n_labeled == len(batch.y):  # the common case: no boolean indexing needed
             return F.cross_entropy(batch.logits, batch.y)
         if n_labeled == 0:
-            return batch.logits.sum() * 0.0
+            return zero_loss(batch)
         return F.cross_entropy(batch.logits[batch.labeled], batch.y[batch.labeled])
 
 

@@ -40,7 +40,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .client import Batch, CrossEntropy, LocalTrainer, LossTerm
+from .client import (
+    Batch,
+    CrossEntropy,
+    LocalTrainer,
+    LossTerm,
+    check_tau,
+    mean_or_zero,
+    zero_loss,
+)
 from .models import ModelSpec
 from .personalization import ALA, ALAConfig
 from .strategies import FedAvg, Strategy
@@ -60,12 +68,6 @@ __all__ = [
 INDEPENDENCE_FORMS = ("orthogonal", "cka")
 
 
-def _check_tau(tau: float) -> float:
-    if not np.isfinite(tau) or tau <= 0:
-        raise ValueError(f"tau={tau} must be a finite number > 0")
-    return float(tau)
-
-
 def info_nce(u: torch.Tensor, v: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
     """Symmetric InfoNCE between paired batches ``u, v`` of shape ``(B, k)``.
 
@@ -73,7 +75,7 @@ def info_nce(u: torch.Tensor, v: torch.Tensor, tau: float = 0.1) -> torch.Tensor
     columns of ``S`` against the diagonal. About ``log B`` for unrelated pairs, near 0 for
     aligned, well separated pairs at small ``tau``.
     """
-    tau = _check_tau(tau)
+    tau = check_tau(tau)
     if u.shape != v.shape or u.ndim != 2:
         raise ValueError(f"u and v must both be (B, k), got {tuple(u.shape)} and {tuple(v.shape)}")
     scores = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T / tau  # (B, B)
@@ -89,11 +91,6 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Ten
     xc, yc = x - x.mean(0), y - y.mean(0)
     cross = (yc.T @ xc).pow(2).sum()
     return cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm() + eps)
-
-
-def _mean_or_zero(terms: list[torch.Tensor], batch: Batch) -> torch.Tensor:
-    """The mean of the per-pair or per-modality terms; a graph-connected 0 when there are none."""
-    return torch.stack(terms).mean() if terms else batch.logits.sum() * 0.0
 
 
 def _split_features(batch: Batch):
@@ -113,7 +110,7 @@ class Alignment(LossTerm):
 
     def __init__(self, weight: float = 1.0, tau: float = 0.1) -> None:
         super().__init__(weight)
-        self.tau = _check_tau(tau)
+        self.tau = check_tau(tau)
 
     def compute(self, batch: Batch) -> torch.Tensor:
         aligned, _, present = _split_features(batch)
@@ -123,7 +120,7 @@ class Alignment(LossTerm):
             both = present[:, i] & present[:, j]
             if int(both.sum()) >= 2:
                 terms.append(info_nce(aligned[m][both], aligned[n][both], self.tau))
-        return _mean_or_zero(terms, batch)
+        return mean_or_zero(terms, batch)
 
     def __repr__(self) -> str:
         return f"Alignment(weight={self.weight:g}, tau={self.tau:g})"
@@ -158,7 +155,7 @@ class Independence(LossTerm):
                 terms.append(F.cosine_similarity(a, c, dim=1, eps=1e-8).pow(2).mean())
             else:
                 terms.append(linear_cka(a, c))
-        return _mean_or_zero(terms, batch)
+        return mean_or_zero(terms, batch)
 
     def __repr__(self) -> str:
         return f"Independence(weight={self.weight:g}, form={self.form!r})"
@@ -185,7 +182,7 @@ class Diversity(LossTerm):
         vectors = torch.cat(
             [F.normalize(context[m][present[:, j]], dim=1) for j, m in enumerate(names)]
         )
-        total = batch.logits.sum() * 0.0
+        total = zero_loss(batch)
         n = len(vectors)
         if n >= 2:
             sq = torch.cdist(vectors, vectors).pow(2)  # (n, n)
