@@ -8,6 +8,7 @@ Importing the package has no side effects: no seeding, no plotting style, no dow
 """
 
 from . import (
+    aggregation,
     captions,
     client,
     completion,
@@ -21,6 +22,7 @@ from . import (
     partition,
     personalization,
     seed,
+    similarity,
     skew,
     speech,
     strategies,
@@ -35,6 +37,7 @@ from .seed import set_seed
 __version__ = "0.1.0"
 
 __all__ = [
+    "aggregation",
     "captions",
     "client",
     "completion",
@@ -48,6 +51,7 @@ __all__ = [
     "partition",
     "personalization",
     "seed",
+    "similarity",
     "skew",
     "speech",
     "strategies",

@@ -51,6 +51,7 @@ from .client import (
 )
 from .models import ModelSpec
 from .personalization import ALA, ALAConfig
+from .similarity import linear_cka
 from .strategies import FedAvg, Strategy
 
 __all__ = [
@@ -81,16 +82,6 @@ def info_nce(u: torch.Tensor, v: torch.Tensor, tau: float = 0.1) -> torch.Tensor
     scores = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T / tau  # (B, B)
     target = torch.arange(len(u))
     return 0.5 * (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target))
-
-
-def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Linear CKA between two feature blocks of the same ``n`` samples (differentiable).
-
-    ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with column-centred ``Xc, Yc``.
-    """
-    xc, yc = x - x.mean(0), y - y.mean(0)
-    cross = (yc.T @ xc).pow(2).sum()
-    return cross / ((xc.T @ xc).norm() * (yc.T @ yc).norm() + eps)
 
 
 def _split_features(batch: Batch):
@@ -154,7 +145,7 @@ class Independence(LossTerm):
             if self.form == "orthogonal":
                 terms.append(F.cosine_similarity(a, c, dim=1, eps=1e-8).pow(2).mean())
             else:
-                terms.append(linear_cka(a, c))
+                terms.append(linear_cka(a, c).to(a.dtype))
         return mean_or_zero(terms, batch)
 
     def __repr__(self) -> str:

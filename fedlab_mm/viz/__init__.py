@@ -30,7 +30,7 @@ from .partitions import (
     label_heatmap,
     skew_metrics,
 )
-from .training import curves, mixing_weights, sweep_plot
+from .training import cka_heatmap, curves, mixing_weights, similarity_graph, sweep_plot
 
 __all__ = [
     "PALETTE",
@@ -51,6 +51,8 @@ __all__ = [
     "curves",
     "sweep_plot",
     "mixing_weights",
+    "similarity_graph",
+    "cka_heatmap",
     "recovery_curves",
     "feature_projection",
     "attention_map",

@@ -1,4 +1,5 @@
-"""Plots of federated runs: learning curves, sweeps, learned personalisation weights."""
+"""Plots of federated runs: learning curves, sweeps, learned personalisation weights, the
+server's client similarity graph and layer-by-layer CKA."""
 
 from __future__ import annotations
 
@@ -95,5 +96,107 @@ def mixing_weights(weights, skew=None, skew_label: str = "JS distance to the glo
         ax.set_ylabel("mean W over the mixed tensors")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title("more skew, less of the global model?")
+    fig.tight_layout()
+    return fig
+
+
+def similarity_graph(graph, weights, baseline=None, names=None, flagged=(), title=""):
+    """The server's client similarity graph: a CKA heatmap, a node-link drawing (edge width
+    and darkness = CKA, node area = aggregation weight) and the weights as bars, next to
+    FedAvg's sample-count weights when ``baseline`` is given.
+
+    Parameters
+    ----------
+    graph : (N, N) CKA matrix;  weights : (N,) aggregation weights
+    baseline : (N,), optional  FedAvg's weights, for comparison
+    names : list of str, optional  client labels (default: their position)
+    flagged : client positions to draw in a warning colour (e.g. corrupted ones)
+    """
+    plt = _plt()
+    s = np.asarray(graph, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    n = len(s)
+    names = [str(k) for k in range(n)] if names is None else [str(k) for k in names]
+    colours = [PALETTE[5] if k in set(flagged) else PALETTE[0] for k in range(n)]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [1.1, 1, 1.2]})
+    image = axes[0].imshow(s, cmap="cividis", vmin=max(0.0, float(s.min())), vmax=1.0)
+    axes[0].set_xticks(range(n), names, fontsize=8)
+    axes[0].set_yticks(range(n), names, fontsize=8)
+    axes[0].set_xlabel("client")
+    axes[0].set_ylabel("client")
+    axes[0].set_title("CKA between client models", fontsize=10)
+    fig.colorbar(image, ax=axes[0], shrink=0.8, label="linear CKA")
+    angle = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    xy = np.c_[np.cos(angle), np.sin(angle)]
+    low = float(s[~np.eye(n, dtype=bool)].min()) if n > 1 else 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            strength = (s[i, j] - low) / max(1.0 - low, 1e-9)
+            axes[1].plot(
+                *xy[[i, j]].T,
+                color="#555555",
+                alpha=0.15 + 0.6 * strength,
+                lw=0.5 + 3 * strength,
+                zorder=1,
+            )
+    axes[1].scatter(*xy.T, s=4000 * w, c=colours, zorder=2, edgecolors="white")
+    for k in range(n):
+        axes[1].annotate(names[k], xy[k] * 1.22, ha="center", va="center", fontsize=9)
+    axes[1].set_xlim(-1.45, 1.45)
+    axes[1].set_ylim(-1.45, 1.45)
+    axes[1].set_aspect("equal")
+    axes[1].axis("off")
+    axes[1].set_title("graph: edge = CKA, node area = weight", fontsize=10)
+    pos = np.arange(n)
+    width = 0.4 if baseline is not None else 0.8
+    axes[2].bar(
+        pos - (width / 2 if baseline is not None else 0),
+        w,
+        width,
+        color=colours,
+        label="CKA-graph weight",
+    )
+    if baseline is not None:
+        axes[2].bar(
+            pos + width / 2,
+            np.asarray(baseline, dtype=float),
+            width,
+            color=PALETTE[8],
+            label="FedAvg weight (sample share)",
+        )
+    axes[2].set_xticks(pos, names, fontsize=8)
+    axes[2].set_xlabel("client")
+    axes[2].set_ylabel("aggregation weight")
+    axes[2].set_title("weights", fontsize=10)
+    axes[2].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def cka_heatmap(table, title: str = "layer-by-layer CKA", xlabel="model B", ylabel="model A"):
+    """A layers x layers CKA table (e.g. :func:`fedlab_mm.similarity.layerwise_cka`)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(0.9 * len(table.columns) + 3, 0.7 * len(table) + 2))
+    image = ax.imshow(table.values, cmap="cividis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(table.columns)), table.columns, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(table.index)), table.index, fontsize=8)
+    for i in range(len(table.index)):
+        for j in range(len(table.columns)):
+            v = float(table.values[i, j])
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if v > 0.6 else "white",
+            )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="linear CKA")
     fig.tight_layout()
     return fig
