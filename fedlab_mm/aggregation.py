@@ -8,7 +8,7 @@ data unlike everyone else's (corrupted data, a broken modality) gets a small wei
 
 The server sees only what FedAvg sees (the uploaded states) plus its own probe set: never a
 client's data. The probe set's size matters, because CKA is biased upwards for small ``n``
-(about ``p / n`` for unrelated features); it is reported on the strategy.
+(roughly ``p / (n + p)`` for unrelated features); it is reported on the strategy.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ of the other (plus a shift), near 0 when unrelated. Everything runs in float64.
 - :func:`linear_cka`: feature-space form ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)``
   or, identically, the Gram form ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))`` with
   ``K = X X^T``; ``debiased=True`` uses Song et al.'s (2007) unbiased HSIC, because the plain
-  estimate is biased upwards when ``n`` is small next to the width (about ``p / n`` for
+  estimate is biased upwards when ``n`` is small next to the width (roughly ``p / (n + p)`` for
   independent features).
 - :func:`rbf_cka`: the same with Gaussian kernels, bandwidth a fraction of the median distance.
 - :func:`layerwise_cka`: CKA between every pair of layers of two models on the same inputs.

@@ -31,7 +31,7 @@ def test_cka_is_symmetric_bounded_and_both_forms_agree():
 
 
 def test_debiased_estimator_is_near_zero_for_independent_features_where_the_biased_one_is_not():
-    # MECHANISMS: about p / n for the biased estimate (0.96 at n=20, p=500)
+    # the biased estimate is roughly p / (n + p) (MECHANISMS: 0.96 at n=20, p=500)
     a = torch.randn(20, 500, generator=GEN, dtype=torch.float64)
     b = torch.randn(20, 500, generator=GEN, dtype=torch.float64)
     assert float(linear_cka(a, b)) > 0.9

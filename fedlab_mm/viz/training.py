@@ -149,26 +149,24 @@ def similarity_graph(graph, weights, baseline=None, names=None, flagged=(), titl
     axes[1].set_title("graph: edge = CKA, node area = weight", fontsize=10)
     pos = np.arange(n)
     width = 0.4 if baseline is not None else 0.8
-    axes[2].bar(
-        pos - (width / 2 if baseline is not None else 0),
-        w,
-        width,
-        color=colours,
-        label="CKA-graph weight",
-    )
+    axes[2].bar(pos - (width / 2 if baseline is not None else 0), w, width, color=colours)
+    handles, labels = [plt.Rectangle((0, 0), 1, 1, color=PALETTE[0])], ["CKA-graph weight"]
+    if flagged:
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=PALETTE[5]))
+        labels.append("CKA-graph weight, flagged client")
+    top = float(w.max())
     if baseline is not None:
-        axes[2].bar(
-            pos + width / 2,
-            np.asarray(baseline, dtype=float),
-            width,
-            color=PALETTE[8],
-            label="FedAvg weight (sample share)",
-        )
+        base = np.asarray(baseline, dtype=float)
+        axes[2].bar(pos + width / 2, base, width, color=PALETTE[8])
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=PALETTE[8]))
+        labels.append("FedAvg weight (sample share)")
+        top = max(top, float(base.max()))
     axes[2].set_xticks(pos, names, fontsize=8)
     axes[2].set_xlabel("client")
     axes[2].set_ylabel("aggregation weight")
     axes[2].set_title("weights", fontsize=10)
-    axes[2].legend(fontsize=8)
+    axes[2].set_ylim(0, 1.45 * top)  # room for the legend above the bars
+    axes[2].legend(handles, labels, fontsize=8, loc="upper center")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
