@@ -41,9 +41,10 @@ def recovery_curves(table, runs=None, title: str = "what the parts learn"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("linear CKA (0 = unrelated, 1 = same)")
-    axes[-1].legend(fontsize=8, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     return fig
 
 
@@ -94,7 +95,9 @@ def feature_projection(parts: dict, y, title: str = ""):
     return fig
 
 
-def attention_map(attention, names: list[str], title: str = "who attends to whom", ax=None):
+def attention_map(
+    attention, names: list[str], title: str = "who attends to whom", ax=None, vmax=None
+):
     """Heatmap of one (2M, 2M) attention map over the tokens ``[a_1, c_1, ..., a_M, c_M]``.
 
     Parameters
@@ -105,6 +108,8 @@ def attention_map(attention, names: list[str], title: str = "who attends to whom
         The M modality names, in token order.
     ax : matplotlib Axes, optional
         Draw into it (e.g. one panel of several); default: a new figure.
+    vmax : float, optional
+        Top of the colour scale (give several panels the same one); default: the maximum.
     """
     plt = _plt()
     att = attention.detach() if isinstance(attention, torch.Tensor) else torch.as_tensor(attention)
@@ -118,7 +123,8 @@ def attention_map(attention, names: list[str], title: str = "who attends to whom
     if ax is None:
         _, ax = plt.subplots(figsize=(5.6, 4.6))
     fig = ax.figure
-    image = ax.imshow(att.numpy(), cmap="cividis", vmin=0, vmax=max(float(att.max()), 1e-6))
+    top = max(float(att.max()), 1e-6) if vmax is None else float(vmax)
+    image = ax.imshow(att.numpy(), cmap="cividis", vmin=0, vmax=top)
     ax.set_xticks(range(len(tokens)), tokens, rotation=40, ha="right", fontsize=8)
     ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
     ax.set_xlabel("key token (attended to)")
@@ -133,7 +139,7 @@ def attention_map(attention, names: list[str], title: str = "who attends to whom
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white" if value < 0.6 * float(att.max()) else "black",
+                color="white" if value < 0.6 * top else "black",
             )
     fig.colorbar(image, ax=ax, label="attention weight", shrink=0.8)
     ax.set_title(title, fontsize=10)

@@ -53,6 +53,8 @@ def sweep_plot(
         ax.axvline(highlight, color="#999999", linestyle="--", lw=1)
     if logx:
         ax.set_xscale("log")
+        ax.set_xticks(list(table[x]), [f"{v:g}" for v in table[x]])  # label every point
+        ax.minorticks_off()
     ax.set_xlabel(x)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
