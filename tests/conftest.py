@@ -14,3 +14,15 @@ def tmp_cache(tmp_path, monkeypatch):
     """A private, empty data cache for one test."""
     monkeypatch.setenv("FEDLAB_MM_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def one_thread():
+    """Run torch on one thread, as the effect measurements were run (the numbers then
+    reproduce exactly), then restore the thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

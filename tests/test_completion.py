@@ -253,7 +253,15 @@ def test_frozen_towers_feed_the_unimodal_representations_and_are_not_state(tmp_c
     ds = fm.data.digits(n_samples=40, seed=0, progress=False, modalities=("image", "text"))
     spec = ModelSpec.from_dataset(ds, d=16, hidden=32, unimodal=True, frozen_towers=True)
     model = build_model(spec, seed=0)
-    assert not any(k.startswith("encoders.image") and "tower" in k for k in model.state_dict())
+    # the towers add no state: only the two projections are new next to the plain model
+    plain = build_model(ModelSpec.from_dataset(ds, d=16, hidden=32), seed=0)
+    added = set(model.state_dict()) - set(plain.state_dict())
+    assert added == {
+        "unimodal.image.weight",
+        "unimodal.image.bias",
+        "unimodal.text.weight",
+        "unimodal.text.bias",
+    }
     assert model.unimodal["image"].in_features == 64 and model.unimodal["text"].in_features == 384
     batch = _batch(model, ds, n=16)
     loss = T.MCM()(batch) + T.RAM()(batch)
@@ -267,15 +275,6 @@ def test_frozen_towers_feed_the_unimodal_representations_and_are_not_state(tmp_c
 
 
 # ------------------------------------------------------------------ effect on the digits
-@pytest.fixture
-def one_thread():
-    """Run as the measurements were run (torch on one thread), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _digits_at_80_percent_missing(seed, strategy, transfer):
     ds = fm.data.digits(seed=seed, progress=False, modalities=("image", "text"))
     rest, test = fm.partition.holdout(ds, 0.2, seed=seed)
