@@ -9,6 +9,7 @@ Importing the package has no side effects: no seeding, no plotting style, no dow
 
 from . import (
     aggregation,
+    broadcast,
     captions,
     client,
     completion,
@@ -17,6 +18,7 @@ from . import (
     decomposition,
     federated,
     frozen,
+    lora,
     models,
     overlays,
     partition,
@@ -38,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "aggregation",
+    "broadcast",
     "captions",
     "client",
     "completion",
@@ -46,6 +49,7 @@ __all__ = [
     "decomposition",
     "federated",
     "frozen",
+    "lora",
     "models",
     "overlays",
     "partition",

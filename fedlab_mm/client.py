@@ -35,6 +35,7 @@ __all__ = [
     "LocalTrainer",
     "Client",
     "evaluate",
+    "per_class_accuracy",
     "state_bytes",
 ]
 
@@ -193,6 +194,9 @@ class LocalTrainer:
         in 10 IID rounds where SGD at 0.05 is still below 0.5.
     upload : callable(name) -> bool, optional
         Which state keys the client sends (default: all of them).
+    payload : callable(client) -> dict of tensors, optional
+        Extra tensors the client uploads after training (prototypes, counts, ...), in
+        :attr:`ClientUpdate.payload`; counted in the uplink bytes.
     max_grad_norm : float, optional
         Clip the gradient norm of every step to this value (default: no clipping). SGD at
         lr 0.05 with momentum can diverge when most batches hold only a few labels (seen:
@@ -209,6 +213,7 @@ class LocalTrainer:
     weight_decay: float = 0.0
     upload: Callable[[str], bool] | None = None
     max_grad_norm: float | None = None
+    payload: Callable | None = None
 
     def __post_init__(self) -> None:
         if not self.losses:
@@ -226,6 +231,8 @@ class LocalTrainer:
             raise ValueError(f"optimizer={self.optimizer!r} must be one of {OPTIMIZERS}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum={self.momentum} must lie in [0, 1)")
+        if self.payload is not None and not callable(self.payload):
+            raise TypeError(f"payload must be callable(client) -> dict, got {self.payload!r}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             raise ValueError(f"max_grad_norm={self.max_grad_norm} must be > 0 (or None)")
 
@@ -332,7 +339,8 @@ class Client:
         self.rounds_trained += 1
         keep = self.trainer.upload or (lambda _name: True)
         state = {k: v.detach().clone() for k, v in self.model.state_dict().items() if keep(k)}
-        return ClientUpdate(self.client_id, state, self.num_samples, metrics)
+        payload = self.trainer.payload(self) if self.trainer.payload is not None else {}
+        return ClientUpdate(self.client_id, state, self.num_samples, metrics, payload)
 
     def evaluate(self) -> dict:
         """Accuracy and loss of the local model on the local test split."""
@@ -370,3 +378,23 @@ def evaluate(
         correct += int((logits.argmax(1) == dataset.y[sl]).sum())
         loss += float(F.cross_entropy(logits, dataset.y[sl], reduction="sum"))
     return {"accuracy": correct / len(dataset), "loss": loss / len(dataset)}
+
+
+@torch.no_grad()
+def per_class_accuracy(model: torch.nn.Module, dataset, num_classes: int | None = None):
+    """Accuracy of ``model`` on each class of ``dataset``: ``(C,)``, NaN for absent classes."""
+    num_classes = num_classes or dataset.num_classes
+    model.eval()
+    mask = dataset.available.float()
+    pred = torch.cat(
+        [
+            model(
+                {m: x[i : i + 1024] for m, x in dataset.modalities.items()}, mask[i : i + 1024]
+            ).argmax(1)
+            for i in range(0, len(dataset), 1024)
+        ]
+    )
+    y = dataset.y
+    total = torch.bincount(y, minlength=num_classes).double()
+    right = torch.bincount(y[pred == y], minlength=num_classes).double()
+    return torch.where(total > 0, right / total.clamp_min(1), torch.full_like(total, float("nan")))

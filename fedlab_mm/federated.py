@@ -45,6 +45,7 @@ from .client import (  # noqa: F401 - re-exported: fm.federated is the engine's 
     Proximal,
     _clone,
     evaluate,
+    per_class_accuracy,
     state_bytes,
 )
 from .models import ModelSpec, build_model
@@ -300,6 +301,16 @@ class Simulation:
             for metric, value in evaluate(self._scratch, self.global_test).items():
                 self.history.log(rnd, -1, "server_test", metric, value)
 
+    def served_model(self, client_id: int) -> torch.nn.Module:
+        """A fresh copy of the model the server holds for ``client_id`` (what it would send
+        next round): the global model for FedAvg, a personal one for personalised servers."""
+        if client_id not in self.by_id:
+            raise ValueError(f"client_id={client_id!r} is not one of {sorted(self.by_id)}")
+        model = build_model(self.spec)
+        model.load_state_dict(self.global_state, strict=False)
+        model.load_state_dict(self.strategy.message(client_id, self.global_state), strict=False)
+        return model
+
     def _progress_numbers(self, rnd: int) -> dict:
         """Accuracies and the mean local training loss of round ``rnd`` for the progress bar."""
         rows = []
@@ -368,7 +379,7 @@ class Simulation:
 
         run_dir = Path(run_dir)
         meta = json.loads((run_dir / "run.json").read_text())
-        if ModelSpec.from_dict(meta["spec"]) != spec:
+        if meta["spec"] != json.loads(json.dumps(spec.to_dict())):
             raise ValueError("the model spec differs from the checkpoint's; pass the same spec")
         if repr(strategy) != meta["strategy"]:
             raise ValueError(f"the checkpoint was made with {meta['strategy']}, not {strategy!r}")

@@ -397,10 +397,16 @@ class MultimodalNet(nn.Module):
         return self.features(modalities, present)["logits"]
 
 
-def build_model(spec: ModelSpec, seed: int | None = None) -> MultimodalNet:
-    """Build the network a spec describes; with ``seed``, with those initial weights."""
+def build_model(spec: ModelSpec, seed: int | None = None) -> nn.Module:
+    """Build the network a spec describes; with ``seed``, with those initial weights.
+
+    Any other spec with a ``build()`` method works too (e.g.
+    :class:`fedlab_mm.broadcast.BroadcastSpec`): the engine needs only ``build``, ``names``
+    and ``to_dict`` from a spec.
+    """
+    make = (lambda: MultimodalNet(spec)) if isinstance(spec, ModelSpec) else spec.build
     if seed is None:
-        return MultimodalNet(spec)
+        return make()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return MultimodalNet(spec)
+        return make()
