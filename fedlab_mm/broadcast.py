@@ -74,7 +74,7 @@ def class_prompts(classes, templates=PROMPTS) -> list[str]:
     return [t.format(w=c) for c in classes for t in templates]
 
 
-# --------------------------------------------------------------------------- the server's text side
+# ----------------------------------------------------------------- the server's text side
 class TextAnchors:
     """The server's text encoder and the class anchors it makes.
 
@@ -149,7 +149,7 @@ def class_anchors(classes=DIGIT_WORDS) -> torch.Tensor:
     return _frozen_anchors(tuple(classes)).clone()
 
 
-# --------------------------------------------------------------------------- the client's image side
+# ----------------------------------------------------------------- the client's image side
 @lru_cache(maxsize=4)
 def _projection(classes: tuple, tau: float) -> dict:
     """Fit the tower's projection into the text space on the public digits (seeded)."""
@@ -295,7 +295,7 @@ class BroadcastNet(nn.Module):
         return self.features(modalities, present)["logits"]
 
 
-# --------------------------------------------------------------------------- client loss and uploads
+# ----------------------------------------------------------------- client loss and uploads
 def orthogonality(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean of ``cos(v_i, v_j)^2`` over pairs of the batch with different labels (>= 0;
     0 when different classes are orthogonal, or when the batch has one class)."""
@@ -385,7 +385,7 @@ class PrototypeUpload:
         return f"PrototypeUpload(features={self.features})"
 
 
-# --------------------------------------------------------------------------- the server
+# ----------------------------------------------------------------- the server
 def query_weights(
     prototypes: torch.Tensor, counts: torch.Tensor, tau_q: float = 0.1, ex_query: bool = False
 ) -> torch.Tensor:
@@ -550,7 +550,7 @@ class FedAlign(Strategy):
         )
 
 
-# --------------------------------------------------------------------------- recipes
+# ----------------------------------------------------------------- recipes
 @dataclass
 class Recipe:
     """A spec, a client trainer and a server strategy that belong together."""
