@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,10 +48,11 @@ from .client import (
     mean_or_zero,
     zero_loss,
 )
+from .federated import Recipe  # noqa: F401 - re-exported
 from .models import ModelSpec
 from .personalization import ALA, ALAConfig
 from .similarity import linear_cka
-from .strategies import FedAvg, Strategy
+from .strategies import FedAvg
 
 __all__ = [
     "info_nce",
@@ -233,15 +233,6 @@ def recovery(model: torch.nn.Module, dataset) -> pd.DataFrame:
         }
         rows[m] = {key: float(linear_cka(x, y)) for key, (x, y) in pairs.items()}
     return pd.DataFrame(rows).T
-
-
-class Recipe(NamedTuple):
-    """A federated method as the three things the engine takes:
-    ``simulate(clients, *recipe, rounds=...)``."""
-
-    spec: ModelSpec
-    trainer: LocalTrainer
-    strategy: Strategy
 
 
 def fedepa(

