@@ -81,3 +81,28 @@ def test_feature_plots():
     assert fig.axes[0].get_yticklabels()[1].get_text() == "image context"
     with pytest.raises(ValueError, match="expected 6x6"):
         fm.viz.attention_map(attention, ["image", "audio", "text"])
+
+
+def test_broadcast_plots():
+    import numpy as np
+    import pandas as pd
+
+    fig = fm.viz.uplink_bars({"full": {"model": 500e3}, "lora": {"adapters": 30e3, "protos": 15e3}})
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["full", "lora"]
+    assert any("45.0 KB" in t.get_text() for t in fig.axes[0].texts)
+    w = np.full((3, 3), 1 / 3)
+    fig = fm.viz.query_weights(w, np.ones((3, 10)), client_ids=[4, 5, 6])
+    assert len(fig.axes) == 4 and [t.get_text() for t in fig.axes[1].get_xticklabels()] == [
+        "4",
+        "5",
+        "6",
+    ]
+    table = pd.DataFrame({"a": np.linspace(0, 1, 10), "b": np.ones(10)})
+    fig = fm.viz.per_class_accuracy(table, unseen=[8, 9], chance=0.1)
+    assert "(unseen)" in fig.axes[0].get_xticklabels()[9].get_text()
+    rows = [{"rank": r, "alpha": a, "method": "FedAlign", "accuracy": 0.8 + r / 100,
+             "uplink_kb": 10.0 * r} for r in (1, 4) for a in (0.1, 1.0)]  # fmt: skip
+    rows += [{"rank": 0, "alpha": a, "method": "full FedAvg", "accuracy": 0.9, "uplink_kb": 500.0}
+             for a in (0.1, 1.0)]  # fmt: skip
+    fig = fm.viz.rank_and_skew(pd.DataFrame(rows), 4, 0.1)
+    assert "rank 4: 0.840" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

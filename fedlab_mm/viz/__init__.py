@@ -1,5 +1,5 @@
-"""Plots, in five modules a reader can find their way in: ``common``, ``data``,
-``partitions``, ``training`` and ``features``; everything is re-exported here, so
+"""Plots, in six modules a reader can find their way in: ``common``, ``data``,
+``partitions``, ``training``, ``features`` and ``broadcast``; everything is re-exported here, so
 ``fm.viz.<name>`` works.
 
 Pure functions: data in, a matplotlib Figure out, so each is testable without a
@@ -11,6 +11,7 @@ figure. matplotlib is imported inside the functions so ``import fedlab_mm`` stay
 
 from __future__ import annotations
 
+from .broadcast import per_class_accuracy, query_weights, rank_and_skew, uplink_bars
 from .common import PALETTE, draw_curves
 from .data import (
     completion_gallery,
@@ -56,4 +57,8 @@ __all__ = [
     "recovery_curves",
     "feature_projection",
     "attention_map",
+    "uplink_bars",
+    "query_weights",
+    "per_class_accuracy",
+    "rank_and_skew",
 ]

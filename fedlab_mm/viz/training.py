@@ -9,7 +9,12 @@ from .common import PALETTE, _plt, draw_curves
 
 
 def curves(
-    histories: dict, metric: str = "accuracy", split: str = "server_test", ax=None, title: str = ""
+    histories: dict,
+    metric: str = "accuracy",
+    split: str = "server_test",
+    ax=None,
+    title: str = "",
+    ylabel: str = "",
 ):
     """One learning curve per run: ``histories`` maps a label to a History."""
     plt = _plt()
@@ -19,7 +24,7 @@ def curves(
     draw_curves(
         ax,
         {label: h.curve(metric, split) for label, h in histories.items()},
-        ylabel=f"{metric} ({readable})",
+        ylabel=ylabel or f"{metric} ({readable})",
         title=title or f"{readable} {metric} per round",
     )
     ax.figure.tight_layout()
@@ -175,11 +180,19 @@ def similarity_graph(graph, weights, baseline=None, names=None, flagged=(), titl
     return fig
 
 
-def cka_heatmap(table, title: str = "layer-by-layer CKA", xlabel="model B", ylabel="model A"):
-    """A layers x layers CKA table (e.g. :func:`fedlab_mm.similarity.layerwise_cka`)."""
+def cka_heatmap(
+    table,
+    title: str = "layer-by-layer CKA",
+    xlabel="model B",
+    ylabel="model A",
+    label: str = "linear CKA",
+    vmin: float = 0.0,
+):
+    """A layers x layers CKA table (e.g. :func:`fedlab_mm.similarity.layerwise_cka`), or any
+    similarity table in [``vmin``, 1] (``label`` names it on the colour bar)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(0.9 * len(table.columns) + 3, 0.7 * len(table) + 2))
-    image = ax.imshow(table.values, cmap="cividis", vmin=0, vmax=1)
+    image = ax.imshow(table.values, cmap="cividis", vmin=vmin, vmax=1)
     ax.set_xticks(range(len(table.columns)), table.columns, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(table.index)), table.index, fontsize=8)
     for i in range(len(table.index)):
@@ -192,11 +205,11 @@ def cka_heatmap(table, title: str = "layer-by-layer CKA", xlabel="model B", ylab
                 ha="center",
                 va="center",
                 fontsize=8,
-                color="black" if v > 0.6 else "white",
+                color="black" if v > vmin + 0.6 * (1 - vmin) else "white",
             )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="linear CKA")
+    fig.colorbar(image, ax=ax, label=label)
     fig.tight_layout()
     return fig
