@@ -31,7 +31,14 @@ from .partitions import (
     label_heatmap,
     skew_metrics,
 )
-from .training import cka_heatmap, curves, mixing_weights, similarity_graph, sweep_plot
+from .training import (
+    cka_heatmap,
+    curves,
+    mixing_weights,
+    similarity_graph,
+    similarity_heatmap,
+    sweep_plot,
+)
 
 __all__ = [
     "PALETTE",
@@ -54,6 +61,7 @@ __all__ = [
     "mixing_weights",
     "similarity_graph",
     "cka_heatmap",
+    "similarity_heatmap",
     "recovery_curves",
     "feature_projection",
     "attention_map",

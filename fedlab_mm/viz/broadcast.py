@@ -42,14 +42,19 @@ def query_weights(weights, counts, client_ids=None, title: str = "who is mixed w
     plt = _plt()
     w, n = np.asarray(weights, dtype=float), np.asarray(counts, dtype=float)
     ids = [str(k) for k in (range(len(w)) if client_ids is None else client_ids)]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.1]})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.25, 1]})
     share = n / np.maximum(n.sum(1, keepdims=True), 1)
-    img = axes[0].imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    cmap = plt.get_cmap("Blues").copy()
+    cmap.set_bad("#d9d9d9")  # classes a client does not hold at all: grey
+    shown = np.ma.masked_where(n == 0, share)
+    img = axes[0].imshow(
+        shown, cmap=cmap, vmin=0, vmax=max(float(share.max()), 1e-9), aspect="auto"
+    )
     axes[0].set_xticks(range(n.shape[1]))
     axes[0].set_yticks(range(len(ids)), ids)
     axes[0].set_xlabel("class")
     axes[0].set_ylabel("client")
-    axes[0].set_title("share of each class in the client's data", fontsize=10)
+    axes[0].set_title("share of each class in the client's data (grey: none)", fontsize=10)
     fig.colorbar(img, ax=axes[0], shrink=0.8, label="share")
     img = axes[1].imshow(w, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(w)):
@@ -109,9 +114,9 @@ def rank_and_skew(table, rank, alpha, baseline: str = "full FedAvg"):
     ax.plot(lora_rows.uplink_kb, lora_rows.accuracy, "o-", color=PALETTE[0], label="FedAlign")
     for _, row in lora_rows.iterrows():
         ax.annotate(f"r={int(row['rank'])}", (row.uplink_kb, row.accuracy), fontsize=8,
-                    textcoords="offset points", xytext=(0, 7), ha="center")  # fmt: skip
+                    textcoords="offset points", xytext=(0, 11), ha="center")  # fmt: skip
     picked = lora_rows[lora_rows["rank"] == rank]
-    ax.plot(picked.uplink_kb, picked.accuracy, "o", ms=13, mfc="none", color=PALETTE[5],
+    ax.plot(picked.uplink_kb, picked.accuracy, "o", ms=14, mfc="none", mew=1.5, color="black",
             label=f"rank {rank}: {float(picked.accuracy.iloc[0]):.3f}")  # fmt: skip
     ax.plot(base.uplink_kb, base.accuracy, "s", color=PALETTE[1],
             label=f"{baseline}: {float(base.accuracy.iloc[0]):.3f}")  # fmt: skip
@@ -132,7 +137,7 @@ def rank_and_skew(table, rank, alpha, baseline: str = "full FedAvg"):
     ):
         rows = rows.sort_values("alpha")
         label = f"{name} (rank {rank})" if name == "FedAlign" else name
-        ax.plot(rows.alpha, rows.accuracy, "o-", color=PALETTE[2 * j], label=label)
+        ax.plot(rows.alpha, rows.accuracy, "o-" if j == 0 else "s-", color=PALETTE[j], label=label)
     ax.axvline(alpha, color="#999999", ls="--", lw=1)
     ax.set_xscale("log")
     alphas = sorted(table.alpha.unique())

@@ -180,16 +180,16 @@ def similarity_graph(graph, weights, baseline=None, names=None, flagged=(), titl
     return fig
 
 
-def cka_heatmap(
-    table,
-    title: str = "layer-by-layer CKA",
-    xlabel="model B",
-    ylabel="model A",
-    label: str = "linear CKA",
-    vmin: float = 0.0,
+def cka_heatmap(table, title: str = "layer-by-layer CKA", xlabel="model B", ylabel="model A"):
+    """A layers x layers CKA table (e.g. :func:`fedlab_mm.similarity.layerwise_cka`)."""
+    return similarity_heatmap(table, title, xlabel, ylabel, label="linear CKA")
+
+
+def similarity_heatmap(
+    table, title: str = "", xlabel: str = "", ylabel: str = "", label="similarity", vmin=0.0
 ):
-    """A layers x layers CKA table (e.g. :func:`fedlab_mm.similarity.layerwise_cka`), or any
-    similarity table in [``vmin``, 1] (``label`` names it on the colour bar)."""
+    """Any similarity table with values in [``vmin``, 1], each cell printed; ``label`` names
+    the measure on the colour bar."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(0.9 * len(table.columns) + 3, 0.7 * len(table) + 2))
     image = ax.imshow(table.values, cmap="cividis", vmin=vmin, vmax=1)
