@@ -167,7 +167,8 @@ class BroadcastSpec:
     Attributes
     ----------
     classes : tuple of str
-        Class names; the anchors come from prompts about them.
+        The names of the digits 0-9, in order (default: "zero" ... "nine"); the anchors come
+        from prompts about them.
     rank : int
         LoRA rank of the image adapters (FedAlign: 4).
     scale : float
@@ -187,8 +188,11 @@ class BroadcastSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
-        if len(self.classes) < 2:
-            raise ValueError(f"classes={self.classes} must name at least 2 classes")
+        if len(self.classes) != 10:
+            raise ValueError(
+                f"classes={self.classes} must name the ten digits 0-9 in order (any words): "
+                "the image encoder is pretrained on the public digits"
+            )
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise ValueError(f"rank={self.rank!r} must be an integer >= 1")
         if not np.isfinite(self.scale) or self.scale <= 0:

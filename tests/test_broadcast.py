@@ -66,6 +66,8 @@ def test_a_fresh_lora_model_equals_the_pretrained_encoder():
 def test_bad_specs_and_inputs_are_refused():
     with pytest.raises(ValueError, match="rank"):
         B.BroadcastSpec(rank=0)
+    with pytest.raises(ValueError, match="ten digits"):
+        B.BroadcastSpec(classes=("cat", "dog"))
     with pytest.raises(ValueError, match="adapt"):
         B.BroadcastSpec(adapt="half")
     with pytest.raises(ValueError, match="tau"):

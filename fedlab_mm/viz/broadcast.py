@@ -44,8 +44,7 @@ def query_weights(weights, counts, client_ids=None, title: str = "who is mixed w
     ids = [str(k) for k in (range(len(w)) if client_ids is None else client_ids)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1.25, 1]})
     share = n / np.maximum(n.sum(1, keepdims=True), 1)
-    cmap = plt.get_cmap("Blues").copy()
-    cmap.set_bad("#d9d9d9")  # classes a client does not hold at all: grey
+    cmap = plt.get_cmap("Blues").with_extremes(bad="#d9d9d9")  # classes not held at all: grey
     shown = np.ma.masked_where(n == 0, share)
     img = axes[0].imshow(
         shown, cmap=cmap, vmin=0, vmax=max(float(share.max()), 1e-9), aspect="auto"
