@@ -92,7 +92,7 @@ def per_class_accuracy(table, unseen=(), chance: float | None = None, title: str
     labels = [f"{c}\n(unseen)" if c in set(unseen) else str(c) for c in classes]
     ax.set_xticks(range(len(classes)), labels, fontsize=8)
     ax.set_ylim(0, 1.18)
-    ax.set_ylabel("accuracy on the global test set")
+    ax.set_ylabel("accuracy on the server's test set")
     ax.set_xlabel("class (grey: never in this client's data)")
     ax.legend(fontsize=8, ncols=k + 1, loc="upper center")
     ax.set_title(title)
