@@ -259,3 +259,14 @@ def test_a_seen_class_softmax_keeps_the_classes_a_client_never_saw(digits_stems,
     # seeds 0-2: plain cross-entropy 0.304/0.236/0.107, seen-class softmax 0.592/0.467/0.490
     assert seen_only > 0.3
     assert seen_only > plain + 0.15
+
+
+def test_the_readme_table_script_runs_in_quick_mode():
+    from benchmarks import broadcast as bench
+
+    out = bench.main(["--quick"])
+    lines = out.splitlines()
+    assert lines[0].startswith("| Dirichlet alpha | method | served")
+    assert (
+        len(lines) == 4 and "| 0.5 | FedAlign |" in lines[2] and "| 0.5 | full FedAvg |" in lines[3]
+    )
