@@ -51,7 +51,7 @@ def one_run(data, alpha: float, seed: int, variant: str, rounds: int) -> dict:
     sim = Simulation(clients, *VARIANTS[variant](), seed=seed, global_test=test, progress=False,
                      eval_every=rounds)  # fmt: skip
     history = sim.run(rounds)
-    system = history.df.query("split == 'system'").groupby("metric").value.mean()
+    kb = history.kilobytes()
     return {
         "alpha": alpha,
         "method": variant,
@@ -59,8 +59,8 @@ def one_run(data, alpha: float, seed: int, variant: str, rounds: int) -> dict:
         "served": history.final("accuracy", "global"),
         "server test": history.final("accuracy", "server_test"),
         "never held": never_held(sim, clients, test),
-        "uplink KB": system["bytes_up"] / system["clients"] / 1e3,
-        "downlink KB": system["bytes_down"] / system["clients"] / 1e3,
+        "uplink KB": kb["uplink"],
+        "downlink KB": kb["downlink"],
     }
 
 

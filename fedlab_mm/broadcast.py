@@ -107,10 +107,20 @@ class SeenClassCE(LossTerm):
 def class_prototypes(model: nn.Module, dataset, num_classes: int):
     """Per-class mean feature ``(C, d)`` (unit rows; zeros where a class is absent) and
     counts ``(C,)`` over the labelled samples of ``dataset``."""
+    v, _, y = _labelled_features(model, dataset)
+    return _prototypes(v, y, num_classes)
+
+
+@torch.no_grad()
+def _labelled_features(model: nn.Module, dataset):
+    """Features ``(n, d)``, logits and labels of the labelled samples of ``dataset``."""
     model.eval()
     keep = dataset.labeled
-    v = model.features({"image": dataset.modalities["image"][keep]})["joint"]
-    y = dataset.y[keep]
+    f = model.features({"image": dataset.modalities["image"][keep]})
+    return f["joint"], f["logits"], dataset.y[keep]
+
+
+def _prototypes(v: torch.Tensor, y: torch.Tensor, num_classes: int):
     counts = torch.bincount(y, minlength=num_classes).float()
     sums = torch.zeros(num_classes, v.shape[1]).index_add_(0, y, v)
     protos = F.normalize(sums / counts.clamp_min(1)[:, None], dim=1)
@@ -130,15 +140,12 @@ class PrototypeUpload:
         self.features = bool(features)
 
     def __call__(self, client) -> dict[str, torch.Tensor]:
-        data, model = client.data.train, client.model
-        protos, counts = class_prototypes(model, data, model.spec.num_classes)
+        v, logits, y = _labelled_features(client.model, client.data.train)
+        protos, counts = _prototypes(v, y, client.model.spec.num_classes)
         out = {"prototypes": protos, "counts": counts}
         if self.features:
-            with torch.no_grad():
-                keep = data.labeled
-                f = model.features({"image": data.modalities["image"][keep]})
-                right = f["logits"].argmax(1) == data.y[keep]
-            out["features"], out["feature_labels"] = f["joint"][right], data.y[keep][right]
+            right = logits.argmax(1) == y
+            out["features"], out["feature_labels"] = v[right], y[right]
         return out
 
     def __repr__(self) -> str:

@@ -118,11 +118,17 @@ def embed(texts: list[str], path: str | Path | None = None, batch_size: int = 64
             max_length=64,
             return_tensors="pt",
         )
-        hidden = model(**batch).last_hidden_state  # (B, L, 384)
-        mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, L, 1)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
-        out.append(torch.nn.functional.normalize(pooled, dim=-1))
+        out.append(sentence_embeddings(model, batch))
     return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
+
+
+def sentence_embeddings(model, batch) -> torch.Tensor:
+    """The model card's recipe on a tokenised ``batch``: token embeddings, mean over the real
+    tokens, L2 normalisation. ``(B, 384)``; gradients flow when the caller allows them."""
+    hidden = model(**batch).last_hidden_state  # (B, L, 384)
+    mask = batch["attention_mask"].unsqueeze(-1).float()  # (B, L, 1)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
 
 
 def all_captions() -> list[str]:

@@ -369,31 +369,32 @@ def evaluate(
         dataset, available = dataset.subset(rows), available[rows]
     if len(dataset) == 0:
         return {"accuracy": float("nan"), "loss": float("nan")}
-    model.eval()
-    correct, loss = 0, 0.0
-    mask = available.float()
-    for start in range(0, len(dataset), batch_size):
-        sl = slice(start, start + batch_size)
-        logits = model({m: x[sl] for m, x in dataset.modalities.items()}, mask[sl])
-        correct += int((logits.argmax(1) == dataset.y[sl]).sum())
-        loss += float(F.cross_entropy(logits, dataset.y[sl], reduction="sum"))
+    logits = _logits(model, dataset, available, batch_size)
+    loss = float(F.cross_entropy(logits, dataset.y, reduction="sum"))
+    correct = int((logits.argmax(1) == dataset.y).sum())
     return {"accuracy": correct / len(dataset), "loss": loss / len(dataset)}
+
+
+def _logits(model, dataset, available, batch_size: int = 1024) -> torch.Tensor:
+    """``(n, C)`` logits of ``model`` in eval mode, reading what ``available`` marks."""
+    model.eval()
+    mask = available.float()
+    return torch.cat(
+        [
+            model(
+                {m: x[i : i + batch_size] for m, x in dataset.modalities.items()},
+                mask[i : i + batch_size],
+            )  # fmt: skip
+            for i in range(0, len(dataset), batch_size)
+        ]
+    )
 
 
 @torch.no_grad()
 def per_class_accuracy(model: torch.nn.Module, dataset, num_classes: int | None = None):
     """Accuracy of ``model`` on each class of ``dataset``: ``(C,)``, NaN for absent classes."""
     num_classes = num_classes or dataset.num_classes
-    model.eval()
-    mask = dataset.available.float()
-    pred = torch.cat(
-        [
-            model(
-                {m: x[i : i + 1024] for m, x in dataset.modalities.items()}, mask[i : i + 1024]
-            ).argmax(1)
-            for i in range(0, len(dataset), 1024)
-        ]
-    )
+    pred = _logits(model, dataset, dataset.available).argmax(1)
     y = dataset.y
     total = torch.bincount(y, minlength=num_classes).double()
     right = torch.bincount(y[pred == y], minlength=num_classes).double()

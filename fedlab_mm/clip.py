@@ -99,9 +99,7 @@ class TextAnchors:
         )
 
     def _embed(self) -> torch.Tensor:
-        hidden = self.model(**self.tokens).last_hidden_state  # (C*T, L, 384)
-        mask = self.tokens["attention_mask"].unsqueeze(-1).float()
-        pooled = F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9), dim=-1)
+        pooled = captions.sentence_embeddings(self.model, self.tokens)  # (C*T, 384)
         per_class = pooled.reshape(len(self.classes), len(self.templates), -1).mean(1)
         return F.normalize(per_class, dim=-1)  # (C, 384)
 

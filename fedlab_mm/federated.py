@@ -119,6 +119,17 @@ class History:
         """The last logged value of :meth:`curve`."""
         return float(self.curve(metric, split).iloc[-1])
 
+    def kilobytes(self) -> dict[str, float]:
+        """Mean kilobytes per client and round: ``{"uplink": ..., "downlink": ...}``."""
+        system = self.df.query("split == 'system'").groupby("metric").value.mean()
+        if "bytes_up" not in system:
+            raise ValueError("no system rows logged: run at least one round")
+        per_client = system["clients"] * 1e3
+        return {
+            "uplink": system["bytes_up"] / per_client,
+            "downlink": system["bytes_down"] / per_client,
+        }
+
     def plot(
         self, metric: str = "accuracy", splits=("server_test", "personal"), ax=None, label: str = ""
     ):
