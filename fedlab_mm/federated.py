@@ -215,16 +215,27 @@ class Simulation:
         clients = list(clients)
         if not clients or not all(isinstance(c, ClientData) for c in clients):
             raise TypeError("clients must be a non-empty list of ClientData")
-        names = spec.names
+        ids = [c.client_id for c in clients]
+        if len(set(ids)) != len(ids):
+            raise ValueError("client ids must be distinct")
+        per_client = isinstance(spec, dict)  # heterogeneous models: client id -> spec
+        if per_client:
+            missing = sorted(set(ids) - set(spec))
+            if missing:
+                raise ValueError(f"spec has no entry for clients {missing}")
+            if strategy.has_global:
+                raise ValueError(
+                    f"per-client specs need a personalised strategy (no global model); "
+                    f"{type(strategy).__name__} averages one model"
+                )
+        self._spec_of = (lambda cid: spec[cid]) if per_client else (lambda cid: spec)
         for c in clients:
+            names = self._spec_of(c.client_id).names
             if c.train.names != names:
                 raise ValueError(
                     f"client {c.client_id} has modalities {c.train.names}, "
                     f"the model spec expects {names}"
                 )
-        ids = [c.client_id for c in clients]
-        if len(set(ids)) != len(ids):
-            raise ValueError("client ids must be distinct")
         n = len(clients)
         k = n if clients_per_round is None else clients_per_round
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
@@ -234,15 +245,21 @@ class Simulation:
         if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
             raise ValueError(f"eval_every={eval_every!r} must be an integer >= 1")
         self.spec, self.trainer, self.strategy = spec, trainer, strategy
-        self.clients = [Client(c, spec, trainer) for c in clients]
+        self.clients = [Client(c, self._spec_of(c.client_id), trainer) for c in clients]
         self.by_id = {c.client_id: c for c in self.clients}
         self.clients_per_round = int(k)
         self.seed, self.eval_every = int(seed), eval_every
         self.global_test, self.progress = global_test, progress
-        self.global_state = _clone(build_model(spec, seed=self.seed).state_dict())
-        for client in self.clients:  # everyone starts from the same weights
-            client.model.load_state_dict(self.global_state)
-        self._scratch = build_model(spec)
+        if per_client:  # no shared state; clients of one spec start from the same weights
+            self.global_state = {}
+            for client in self.clients:
+                client.model = build_model(client.spec, seed=self.seed)
+            self._scratch = None
+        else:
+            self.global_state = _clone(build_model(spec, seed=self.seed).state_dict())
+            for client in self.clients:  # everyone starts from the same weights
+                client.model.load_state_dict(self.global_state)
+            self._scratch = build_model(spec)
         self.round = 0
         self.history = History()
         strategy.setup(self.global_state, ids)
@@ -328,7 +345,7 @@ class Simulation:
         next round): the global model for FedAvg, a personal one for personalised servers."""
         if client_id not in self.by_id:
             raise ValueError(f"client_id={client_id!r} is not one of {sorted(self.by_id)}")
-        model = build_model(self.spec)
+        model = build_model(self._spec_of(client_id), seed=self.seed)
         model.load_state_dict(self.global_state, strict=False)
         model.load_state_dict(self.strategy.message(client_id, self.global_state), strict=False)
         return model
@@ -375,7 +392,7 @@ class Simulation:
             "seed": self.seed,
             "clients_per_round": self.clients_per_round,
             "eval_every": self.eval_every,
-            "spec": self.spec.to_dict(),
+            "spec": _spec_json(self.spec),
             "strategy": repr(self.strategy),
             "client_ids": sorted(self.by_id),
             "rounds_trained": {str(c.client_id): c.rounds_trained for c in self.clients},
@@ -401,7 +418,7 @@ class Simulation:
 
         run_dir = Path(run_dir)
         meta = json.loads((run_dir / "run.json").read_text())
-        if meta["spec"] != json.loads(json.dumps(spec.to_dict())):
+        if meta["spec"] != _spec_json(spec):
             raise ValueError("the model spec differs from the checkpoint's; pass the same spec")
         if repr(strategy) != meta["strategy"]:
             raise ValueError(f"the checkpoint was made with {meta['strategy']}, not {strategy!r}")
@@ -434,6 +451,13 @@ class Simulation:
         sim.round = meta["round"]
         sim.history = History(meta["history"]["records"])
         return sim
+
+
+def _spec_json(spec) -> dict:
+    """A spec (or a dict client id -> spec) as plain JSON data, for checkpoints."""
+    if isinstance(spec, dict):
+        return {str(k): _spec_json(v) for k, v in sorted(spec.items())}
+    return json.loads(json.dumps(spec.to_dict()))
 
 
 def simulate(

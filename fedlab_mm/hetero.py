@@ -1,0 +1,597 @@
+"""Heterogeneous clients: FedMosaic's RELA and Co-LoRA's dimension-invariant adapters.
+
+FedMosaic / Co-LoRA ("Not All Clients Are Equal", arXiv 2506.11024; ICLR 2026 as "Co-LoRA")
+personalises federated learning when clients differ in both their tasks and their models:
+
+- **Co-LoRA layers** (:class:`CoLoRALinear`): ``y = W0 x + s [g B((A x) P1 + Q1) + (1 - g)
+  B((A x) P2 + Q2)]`` with ``A (r, d_in)`` row-orthonormal and ``B (d_out, r)``
+  column-orthonormal, both frozen, and small ``P (r, r)``, ``Q (1, r)`` that train. ``P`` and
+  ``Q`` have the same shape whatever the layer's width, so models of different sizes can
+  average them. Branch 1 holds what the server sent (frozen locally), branch 2 the client's
+  own (trained), and a gate ``g = sigmoid(w . x)`` mixes them (with noise while training).
+  ``P = Q = 0`` at the start: the adapter is a no-op.
+- Other adapted layers carry a plain dual LoRA (:class:`DualLoRALinear`), shared only among
+  clients with the same architecture.
+- **RELA** (:class:`RELA`): each client sends a *task vector*, the last-layer gradient of a
+  small frozen anchor model on its data (truncated, optionally noised); the server's cosine
+  similarity of those vectors decides whose adapters each client receives:
+  ``w_ij = softmax_{j != i}(S_ij / T)``.
+
+Following the authors' code (MECHANISMS.md section 4), except where stated [R]:
+
+- the model family is an MLP over the frozen public image tower's 64-d features
+  (:mod:`fedlab_mm.frozen`), pretrained on the public digits, in three sizes
+  (:data:`SIZES`); the frozen head is the pretrained 10-way digit classifier, so every task
+  is learned through the adapters alone [R];
+- two Co-LoRA *block* layers per model, the first and the last hidden layer, matched across
+  sizes by position (the paper uses four per model) [R];
+- **A/B alignment, simplified** [R]: the smallest model's frames are the top-``r`` principal
+  directions of its block inputs (``A``) and outputs (``B``) on the public digits; a larger
+  model's ``A`` is the least-squares map of its own block inputs onto the small model's codes,
+  snapped to the nearest row-orthonormal matrix, and ``B`` likewise from the block outputs
+  (the paper fits ``A`` with an MSE plus orthogonality loss and maps ``B`` with a CCA-style
+  whitening);
+- the task vector is the closed-form gradient of the cross-entropy with respect to the anchor's
+  head weight (the paper: an MLP down-projection of an LLM), on one random batch per round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import frozen
+from .client import CrossEntropy, LocalTrainer
+from .federated import Recipe
+from .strategies import LocalOnly, Strategy
+
+__all__ = [
+    "HeteroSpec",
+    "SIZES",
+    "CoLoRALinear",
+    "DualLoRALinear",
+    "HeteroNet",
+    "tower_features",
+    "align_frames",
+    "TASKS",
+    "ALL_TASKS",
+    "task_labels",
+    "task_clients",
+    "task_vector",
+    "TaskVector",
+    "relevance",
+    "rela_weights",
+    "RELA",
+    "mosaic",
+    "local_only",
+]
+
+IN_DIM = frozen.TOWER_WIDTH  # 64: the public tower's features
+
+
+# ----------------------------------------------------------------- the model family
+@dataclass(frozen=True)
+class HeteroSpec:
+    """One size of the model family: ``depth`` hidden layers of ``width`` units over the
+    tower's 64-d features, a frozen 10-way head; Co-LoRA adapters of rank ``rank``.
+
+    Attributes
+    ----------
+    width, depth : int
+        Hidden width and number of hidden layers (depth >= 2: two block layers).
+    rank : int
+        ``r`` of every adapter; P is ``(r, r)``, Q ``(1, r)`` at any width.
+    scale : float
+        ``alpha / r``.
+    """
+
+    width: int = 32
+    depth: int = 2
+    rank: int = 8
+    scale: float = 2.0
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        for name, low in (("width", 8), ("depth", 2), ("rank", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+        if self.rank > min(self.width, IN_DIM):
+            raise ValueError(f"rank={self.rank} must be <= width={self.width} and <= {IN_DIM}")
+        if not np.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f"scale={self.scale} must be a finite number > 0")
+        if self.num_classes != 10:
+            raise ValueError("num_classes must be 10: the frozen head is the digit classifier")
+
+    names = property(lambda self: ["image"])
+    blocks = property(lambda self: (0, self.depth - 1))  # Co-LoRA layers, low to high
+
+    @property
+    def label(self) -> str:
+        return f"{self.width}x{self.depth}"
+
+    def replace(self, **changes) -> HeteroSpec:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def build(self) -> HeteroNet:
+        return HeteroNet(self)
+
+
+SIZES = {
+    "small": HeteroSpec(32, 2),
+    "medium": HeteroSpec(64, 3),
+    "large": HeteroSpec(128, 4),
+}
+
+
+def _zero_param(*shape) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(*shape))
+
+
+class _Gate(nn.Module):
+    """``g(x) = sigmoid(x . w)``; in training the logit gets noise of std
+    ``softplus(x . w_noise) + 1e-5`` (noisy gating). Zero weights: ``g = 0.5`` in eval mode."""
+
+    def __init__(self, d_in: int) -> None:
+        super().__init__()
+        self.weight = _zero_param(d_in)
+        self.noise = _zero_param(d_in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logit = x @ self.weight  # (B,)
+        if self.training:
+            logit = logit + torch.randn_like(logit) * (F.softplus(x @ self.noise) + 1e-5)
+        return torch.sigmoid(logit)[:, None]  # (B, 1)
+
+
+class CoLoRALinear(nn.Module):
+    """A frozen linear layer with Co-LoRA's gated global (1) and local (2) P/Q branches.
+
+    ``A (r, d_in)`` and ``B (d_out, r)`` are frozen buffers (never sent); ``p_global``,
+    ``q_global`` are what the server sent (frozen locally); ``p_local``, ``q_local`` and the
+    gate train. All P/Q start at zero, so the layer starts as ``base``.
+    """
+
+    def __init__(self, base: nn.Linear, a: torch.Tensor, b: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        r = a.shape[0]
+        if a.shape != (r, base.in_features) or b.shape != (base.out_features, r):
+            raise ValueError(
+                f"A {tuple(a.shape)} and B {tuple(b.shape)} do not fit a layer "
+                f"{base.in_features} -> {base.out_features}"
+            )
+        self.base = base.requires_grad_(False)
+        self.register_buffer("a", a.clone())
+        self.register_buffer("b", b.clone())
+        self.scale = float(scale)
+        self.p_global = nn.Parameter(torch.zeros(r, r), requires_grad=False)
+        self.q_global = nn.Parameter(torch.zeros(1, r), requires_grad=False)
+        self.p_local, self.q_local = _zero_param(r, r), _zero_param(1, r)
+        self.gate = _Gate(base.in_features)
+
+    def branch(self, x: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """``s * B((A x) P + Q)`` for a batch ``x (B, d_in)`` -> ``(B, d_out)``."""
+        return self.scale * ((x @ self.a.T) @ p + q) @ self.b.T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate(x)
+        mixed = g * self.branch(x, self.p_global, self.q_global)
+        return self.base(x) + mixed + (1 - g) * self.branch(x, self.p_local, self.q_local)
+
+
+class DualLoRALinear(nn.Module):
+    """A frozen linear layer with a gated global and local plain LoRA branch
+    (``s * B A x``); ``a_local`` random, ``b_local`` zero: a no-op at the start."""
+
+    def __init__(self, base: nn.Linear, rank: int, scale: float) -> None:
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.scale = float(scale)
+        a = torch.empty(rank, base.in_features)
+        nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.a_global = nn.Parameter(a.clone(), requires_grad=False)
+        self.b_global = nn.Parameter(torch.zeros(base.out_features, rank), requires_grad=False)
+        self.a_local = nn.Parameter(a)
+        self.b_local = _zero_param(base.out_features, rank)
+        self.gate = _Gate(base.in_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.gate(x)
+        first = (x @ self.a_global.T) @ self.b_global.T
+        second = (x @ self.a_local.T) @ self.b_local.T
+        return self.base(x) + self.scale * (g * first + (1 - g) * second)
+
+
+def _base_layers(spec: HeteroSpec) -> tuple[list[nn.Linear], nn.Linear]:
+    dims = [IN_DIM] + [spec.width] * spec.depth
+    return [nn.Linear(dims[i], dims[i + 1]) for i in range(spec.depth)], nn.Linear(
+        spec.width, spec.num_classes
+    )
+
+
+def _forward_base(layers, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
+    for layer in layers:
+        out = layer(x)
+        if record is not None:
+            record.append((x, out))
+        x = torch.relu(out)
+    return x
+
+
+@lru_cache(maxsize=8)
+def _pretrained(width: int, depth: int) -> dict:
+    """The base MLP of one size, trained on the public digits' tower features (seeded)."""
+    from .data import public_digits
+
+    pub = public_digits()
+    x, y = frozen.image_features(pub.modalities["image"]), pub.y
+    with torch.random.fork_rng(), torch.enable_grad():
+        torch.manual_seed(0)
+        layers, head = _base_layers(HeteroSpec(width, depth))
+        params = [p for m in [*layers, head] for p in m.parameters()]
+        opt = torch.optim.Adam(params, lr=3e-3)
+        for _ in range(300):
+            loss = F.cross_entropy(head(_forward_base(layers, x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {
+        "layers": [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in layers],
+        "head": {k: v.detach().clone() for k, v in head.state_dict().items()},
+    }
+
+
+def _loaded_base(spec: HeteroSpec):
+    layers, head = _base_layers(spec)
+    state = _pretrained(spec.width, spec.depth)
+    for layer, s in zip(layers, state["layers"]):
+        layer.load_state_dict(s)
+    head.load_state_dict(state["head"])
+    return layers, head
+
+
+@torch.no_grad()
+def _block_activations(spec: HeteroSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, outputs) of each block layer on the public digits."""
+    from .data import public_digits
+
+    layers, _ = _loaded_base(spec)
+    record: list = []
+    _forward_base(layers, frozen.image_features(public_digits().modalities["image"]), record)
+    return [record[i] for i in spec.blocks]
+
+
+def _principal(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Top-``r`` principal directions of ``x (n, d)`` as rows ``(r, d)``."""
+    centred = (x - x.mean(0)).double()
+    return torch.linalg.svd(centred, full_matrices=False)[2][:r].float()
+
+
+def _snap_rows(m: torch.Tensor) -> torch.Tensor:
+    """The nearest matrix with orthonormal rows (``U V^T`` of the SVD)."""
+    u, _, vt = torch.linalg.svd(m.double(), full_matrices=False)
+    return (u @ vt).float()
+
+
+@lru_cache(maxsize=16)
+def align_frames(spec: HeteroSpec, anchor: HeteroSpec | None = None):
+    """Frozen ``(A, B)`` per block layer of ``spec``, aligned with ``anchor``'s (default: the
+    smallest size, at the same rank) on the public digits. See the module docstring."""
+    anchor = (anchor or SIZES["small"]).replace(rank=spec.rank)
+    r = spec.rank
+    ref = _block_activations(anchor)
+    own = _block_activations(spec)
+    frames = []
+    for (xa, ya), (xs, ys) in zip(ref, own):
+        a_ref, b_ref = _principal(xa, r), _principal(ya, r).T  # (r, d_in), (d_out, r)
+        if spec == anchor:
+            frames.append((a_ref, b_ref))
+            continue
+        codes_in = (xa - xa.mean(0)) @ a_ref.T  # (n, r): the anchor's codes
+        codes_out = (ya - ya.mean(0)) @ b_ref
+        fit_a = torch.linalg.lstsq((xs - xs.mean(0)).double(), codes_in.double()).solution
+        fit_b = torch.linalg.lstsq((ys - ys.mean(0)).double(), codes_out.double()).solution
+        frames.append((_snap_rows(fit_a.T.float()), _snap_rows(fit_b.T.float()).T))
+    return frames
+
+
+class HeteroNet(nn.Module):
+    """The model family: frozen pretrained MLP layers with adapters, a frozen digit head.
+
+    Inputs: images ``(B, 1, 28, 28)`` or their tower features ``(B, 64)``
+    (:func:`tower_features`). ``features()`` returns ``{"joint": h, "logits": ...}``.
+    """
+
+    def __init__(self, spec: HeteroSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        layers, head = _loaded_base(spec)
+        frames = dict(zip(spec.blocks, align_frames(spec)))
+        self.layers = nn.ModuleList(
+            CoLoRALinear(layer, *frames[i], spec.scale)
+            if i in frames
+            else DualLoRALinear(layer, spec.rank, spec.scale)
+            for i, layer in enumerate(layers)
+        )
+        self.head = head.requires_grad_(False)
+
+    def features(self, modalities: dict, present=None) -> dict:
+        x = modalities.get("image") if isinstance(modalities, dict) else None
+        if x is None:
+            raise ValueError("the batch has no 'image'; this model reads images only")
+        x = x.float()
+        if x.ndim == 4:
+            x = frozen.image_features(x)
+        if x.shape[1:] != (IN_DIM,):
+            raise ValueError(
+                f"image has per-sample shape {tuple(x.shape[1:])}; expected (1, 28, 28) "
+                f"images or ({IN_DIM},) tower features"
+            )
+        for layer in self.layers:
+            x = torch.relu(layer(x))
+        return {"joint": x, "logits": self.head(x)}
+
+    def forward(self, modalities: dict, present=None) -> torch.Tensor:
+        return self.features(modalities, present)["logits"]
+
+
+def tower_features(dataset):
+    """``dataset`` with its images replaced by the frozen tower's 64-d features."""
+    images = dataset.modalities.get("image")
+    if images is None or tuple(images.shape[1:]) != (1, 28, 28):
+        shape = None if images is None else tuple(images.shape[1:])
+        raise ValueError(f"tower_features needs 'image' of shape (n, 1, 28, 28); got {shape}")
+    feats = torch.cat(
+        [frozen.image_features(images[i : i + 512]) for i in range(0, len(images), 512)]
+    )
+    return dataset.replace(modalities={**dataset.modalities, "image": feats})
+
+
+# ----------------------------------------------------------------- tasks
+TASKS = ("digit", "parity", "complement")
+ALL_TASKS = ("digit", "parity", "complement", "size")
+
+
+def task_labels(y: torch.Tensor, task: str) -> torch.Tensor:
+    """Labels of a task on the digits: ``digit`` (0-9), ``parity`` (0 even, 1 odd),
+    ``complement`` (9 - digit: the digit that adds up to nine with it), ``size`` (0 for 0-4,
+    1 for 5-9). All answer through the same 10-way head, so the tasks conflict: a seven is
+    "7", "1" or "2" depending on the task."""
+    if task not in ALL_TASKS:
+        raise ValueError(f"task={task!r} must be one of {ALL_TASKS}")
+    if task == "digit":
+        return y.clone()
+    if task == "complement":
+        return 9 - y
+    return (y % 2) if task == "parity" else (y >= 5).long()
+
+
+def task_clients(
+    dataset,
+    tasks=TASKS,
+    sizes=("small", "medium", "large", "small", "medium", "large"),
+    alpha: float = 5.0,
+    train_size: int | None = None,
+    seed: int = 0,
+):
+    """One client per (task, size): the data set is split evenly at random between tasks,
+    then among each task's clients by a Dirichlet over the digits (``alpha``); ``train_size``
+    keeps only that many training samples per client (scarce data, where sharing pays).
+
+    Returns ``(clients, specs, groups)``: ClientData list (ids 0..N-1, task-major), a dict
+    client id -> HeteroSpec, and the task index of each client.
+    """
+    from .partition import ClientData, dirichlet
+
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown or not sizes:
+        raise ValueError(f"sizes={list(sizes)} must name sizes among {list(SIZES)}")
+    rng = np.random.default_rng(seed)
+    owner = rng.permutation(len(dataset)) % len(tasks)
+    clients, specs, groups = [], {}, []
+    for t, task in enumerate(tasks):
+        part = dataset.subset(torch.from_numpy(np.flatnonzero(owner == t)))
+        split = dirichlet(part, len(sizes), alpha=alpha, seed=1000 * seed + t, min_size=20)
+        for local in split.clients(part, seed=1000 * seed + t):
+            cid = len(clients)
+            train = local.train.replace(y=task_labels(local.train.y, task))
+            if train_size is not None:
+                keep = torch.from_numpy(rng.permutation(len(train))[:train_size])
+                train = train.subset(keep)
+            test = local.test.replace(y=task_labels(local.test.y, task))
+            clients.append(ClientData(cid, train, test))
+            specs[cid] = SIZES[sizes[local.client_id]]
+            groups.append(t)
+    return clients, specs, groups
+
+
+# ----------------------------------------------------------------- RELA
+@lru_cache(maxsize=1)
+def _anchor_model():
+    layers, head = _loaded_base(SIZES["small"])
+    return layers, head
+
+
+@torch.no_grad()
+def task_vector(x: torch.Tensor, y: torch.Tensor, keep: float = 0.4) -> torch.Tensor:
+    """Gradient of the mean cross-entropy w.r.t. the frozen anchor's head weight, in closed
+    form ``(softmax - onehot)^T h / n``, keeping the first ``keep`` share of its columns:
+    ``(10, ceil(keep * 32))``. ``x``: tower features ``(n, 64)``."""
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep={keep} must lie in (0, 1]")
+    layers, head = _anchor_model()
+    h = _forward_base(layers, x.float())  # (n, 32)
+    err = torch.softmax(head(h), dim=1) - F.one_hot(y, head.out_features).float()  # (n, C)
+    grad = err.T @ h / len(y)  # (C, 32)
+    return grad[:, : math.ceil(keep * h.shape[1])]
+
+
+class TaskVector:
+    """The client's RELA upload (``LocalTrainer(payload=...)``): a task vector on one random
+    batch, plus Gaussian noise of std ``noise``, averaged with the previous rounds' as
+    ``g <- (g_new + g) / 2``."""
+
+    def __init__(self, keep: float = 0.4, noise: float = 0.0, batch_size: int = 64) -> None:
+        if not np.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise={noise} must be a finite number >= 0")
+        self.keep, self.noise, self.batch_size = keep, float(noise), batch_size
+
+    def __call__(self, client) -> dict[str, torch.Tensor]:
+        data = client.data.train
+        idx = torch.randperm(len(data))[: self.batch_size]
+        x = data.modalities["image"][idx]
+        if x.ndim == 4:
+            x = frozen.image_features(x)
+        g = task_vector(x, data.y[idx], self.keep)
+        g = g + self.noise * torch.randn_like(g)
+        if "task_vector" in client.state:
+            g = 0.5 * (g + client.state["task_vector"])
+        client.state["task_vector"] = g
+        return {"task_vector": g.clone()}
+
+    def __repr__(self) -> str:
+        return f"TaskVector(keep={self.keep}, noise={self.noise:g})"
+
+
+def relevance(vectors: torch.Tensor) -> torch.Tensor:
+    """``(N, N)`` RELA similarity: for each column of the task vectors ``(N, C, k)``, the
+    cosine between clients' column vectors, averaged over columns. Symmetric, unit diagonal."""
+    v = torch.as_tensor(vectors, dtype=torch.float64)
+    if v.ndim != 3:
+        raise ValueError(f"task vectors must be (N, C, k), got shape {tuple(v.shape)}")
+    unit = F.normalize(v, dim=1)  # each column vector to unit length
+    return torch.einsum("ick,jck->ijk", unit, unit).mean(-1)
+
+
+def rela_weights(similarity: torch.Tensor, temperature: float = 0.5, peers=None) -> torch.Tensor:
+    """``w_ij = softmax_{j != i}(S_ij / T)``: rows sum to 1, ``w_ii = 0``. ``temperature``
+    ``math.inf`` gives uniform weights over the others. ``peers`` ``(N, N)`` bool restricts
+    each row to some clients (e.g. the same architecture); a row with no peer is all zero."""
+    s = torch.as_tensor(similarity, dtype=torch.float64)
+    if not (temperature > 0):
+        raise ValueError(f"temperature={temperature} must be > 0 (math.inf: uniform)")
+    n = len(s)
+    allowed = ~torch.eye(n, dtype=torch.bool)
+    if peers is not None:
+        allowed = allowed & torch.as_tensor(peers, dtype=torch.bool)
+    logits = torch.zeros_like(s) if math.isinf(temperature) else s / temperature
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    w = torch.softmax(logits, dim=1)
+    return torch.nan_to_num(w, nan=0.0)  # rows without any peer
+
+
+def _arch(state: dict) -> tuple:
+    """An architecture signature from the shapes of the non-P/Q adapter keys."""
+    return tuple((k, tuple(v.shape)) for k, v in sorted(state.items()) if not _is_pq(k))
+
+
+def _is_pq(key: str) -> bool:
+    return key.endswith(("p_local", "q_local"))
+
+
+class RELA(Strategy):
+    """FedMosaic's server: each client's global branch is a relevance-weighted mix of the
+    other clients' local adapters.
+
+    Parameters
+    ----------
+    temperature : float
+        ``T`` of :func:`rela_weights` (``math.inf``: uniform over the others).
+    share_pq : bool
+        Mix the Co-LoRA ``P``/``Q`` across all clients, any size (True), or only within a size.
+
+    Block layers are matched across sizes by position (the k-th block with the k-th); plain
+    dual-LoRA layers only within the same architecture. After a round ``similarity`` and
+    ``weights`` hold the ``(N, N)`` matrices, ``client_ids`` their order.
+    """
+
+    name = "RELA"
+    has_global = False
+
+    def __init__(self, temperature: float = 0.5, share_pq: bool = True) -> None:
+        if not (temperature > 0):
+            raise ValueError(f"temperature={temperature} must be > 0 (math.inf: uniform)")
+        self.temperature, self.share_pq = float(temperature), bool(share_pq)
+        self.similarity = self.weights = None
+        self.client_ids: list[int] = []
+
+    def setup(self, global_state, client_ids):
+        self.served: dict[int, dict[str, torch.Tensor]] = {}
+
+    def message(self, client_id, global_state):
+        return self.served.get(client_id, {})
+
+    def aggregate(self, rnd, global_state, updates):
+        vectors = torch.stack([u.payload["task_vector"] for u in updates])
+        self.similarity = relevance(vectors)
+        self.client_ids = [u.client_id for u in updates]
+        arch = [_arch(u.state) for u in updates]
+        same = torch.tensor([[a == b for b in arch] for a in arch])
+        self.weights = rela_weights(self.similarity, self.temperature)
+        within = rela_weights(self.similarity, self.temperature, peers=same)
+        blocks = [sorted({k.rsplit(".", 1)[0] for k in u.state if _is_pq(k)}) for u in updates]
+        for i, u in enumerate(updates):
+            out = {}
+            for key in u.state:
+                w = within[i]
+                if _is_pq(key) and self.share_pq:
+                    w = self.weights[i]
+                    layer, name = key.rsplit(".", 1)
+                    position = blocks[i].index(layer)
+                    sources = [f"{blocks[j][position]}.{name}" for j in range(len(updates))]
+                else:
+                    sources = [key] * len(updates)
+                if float(w.sum()) == 0:
+                    continue  # nobody to learn this layer from
+                mixed = sum(
+                    float(w[j]) * updates[j].state[sources[j]]
+                    for j in range(len(updates))
+                    if w[j] > 0
+                )
+                out[key.replace("_local", "_global")] = mixed
+            self.served[u.client_id] = out
+        return global_state
+
+    def state_dict(self):
+        return {f"{k}/{n}": v for k, s in self.served.items() for n, v in s.items()}
+
+    def load_state_dict(self, state):
+        from .strategies import _unflatten
+
+        self.served = _unflatten(state)
+
+    def __repr__(self) -> str:
+        return f"RELA(temperature={self.temperature:g}, share_pq={self.share_pq})"
+
+
+# ----------------------------------------------------------------- recipes
+def _trainer(noise: float, **kwargs) -> LocalTrainer:
+    settings = {"optimizer": "adam", "lr": 1e-2, "epochs": 1, **kwargs}
+    return LocalTrainer(
+        losses=[CrossEntropy()],
+        upload=lambda k: k.endswith(("p_local", "q_local", "a_local", "b_local")),
+        payload=TaskVector(noise=noise),
+        **settings,
+    )
+
+
+def mosaic(specs: dict, temperature=0.5, share_pq=True, noise=0.0, **trainer_kwargs) -> Recipe:
+    """FedMosaic for clients with per-client ``specs`` (client id -> HeteroSpec): Co-LoRA
+    clients uploading task vectors, the RELA server. ``Simulation(clients, *recipe)``.
+    ``trainer_kwargs`` go to :class:`LocalTrainer` (default: Adam, lr 1e-2, 1 epoch)."""
+    return Recipe(specs, _trainer(noise, **trainer_kwargs), RELA(temperature, share_pq))
+
+
+def local_only(specs: dict, **trainer_kwargs) -> Recipe:
+    """The baseline: every client trains its own local branch; nothing is shared."""
+    return Recipe(specs, _trainer(0.0, **trainer_kwargs), LocalOnly())
