@@ -65,6 +65,9 @@ __all__ = [
     "task_labels",
     "task_clients",
     "task_vector",
+    "client_task_vectors",
+    "task_groups",
+    "group_recovery",
     "TaskVector",
     "relevance",
     "rela_weights",
@@ -99,19 +102,23 @@ class HeteroSpec:
     num_classes: int = 10
 
     def __post_init__(self) -> None:
-        for name, low in (("width", 8), ("depth", 2), ("rank", 1)):
+        for name, low in (("width", 8), ("depth", 1), ("rank", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-        if self.rank > min(self.width, IN_DIM):
-            raise ValueError(f"rank={self.rank} must be <= width={self.width} and <= {IN_DIM}")
+        if self.rank > min(self.width, self.num_classes):
+            raise ValueError(
+                f"rank={self.rank} must be <= width={self.width} and <= num_classes="
+                f"{self.num_classes} (the head carries a Co-LoRA block)"
+            )
         if not np.isfinite(self.scale) or self.scale <= 0:
             raise ValueError(f"scale={self.scale} must be a finite number > 0")
         if self.num_classes != 10:
             raise ValueError("num_classes must be 10: the frozen head is the digit classifier")
 
     names = property(lambda self: ["image"])
-    blocks = property(lambda self: (0, self.depth - 1))  # Co-LoRA layers, low to high
+    # Co-LoRA layers, low to high: the first hidden layer and the head (index ``depth``)
+    blocks = property(lambda self: (0, self.depth))
 
     @property
     def label(self) -> str:
@@ -159,10 +166,20 @@ class CoLoRALinear(nn.Module):
 
     ``A (r, d_in)`` and ``B (d_out, r)`` are frozen buffers (never sent); ``p_global``,
     ``q_global`` are what the server sent (frozen locally); ``p_local``, ``q_local`` and the
-    gate train. All P/Q start at zero, so the layer starts as ``base``.
+    gate train. All P/Q start at zero, so the layer starts as ``base``. The fixed gains
+    ``gain_in``, ``gain_out`` (1 by default) put a larger model's codes on the anchor's scale
+    (:func:`align_frames`).
     """
 
-    def __init__(self, base: nn.Linear, a: torch.Tensor, b: torch.Tensor, scale: float) -> None:
+    def __init__(
+        self,
+        base: nn.Linear,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        scale: float,
+        gain_in: float = 1.0,
+        gain_out: float = 1.0,
+    ) -> None:
         super().__init__()
         r = a.shape[0]
         if a.shape != (r, base.in_features) or b.shape != (base.out_features, r):
@@ -173,15 +190,16 @@ class CoLoRALinear(nn.Module):
         self.base = base.requires_grad_(False)
         self.register_buffer("a", a.clone())
         self.register_buffer("b", b.clone())
-        self.scale = float(scale)
+        self.scale, self.gain_in, self.gain_out = float(scale), float(gain_in), float(gain_out)
         self.p_global = nn.Parameter(torch.zeros(r, r), requires_grad=False)
         self.q_global = nn.Parameter(torch.zeros(1, r), requires_grad=False)
         self.p_local, self.q_local = _zero_param(r, r), _zero_param(1, r)
         self.gate = _Gate(base.in_features)
 
     def branch(self, x: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """``s * B((A x) P + Q)`` for a batch ``x (B, d_in)`` -> ``(B, d_out)``."""
-        return self.scale * ((x @ self.a.T) @ p + q) @ self.b.T
+        """``s * B((A x) P + Q)`` (with the gains) for a batch ``x (B, d_in)`` -> ``(B, d_out)``."""
+        codes = self.gain_in * (x @ self.a.T)
+        return (self.scale * self.gain_out) * (codes @ p + q) @ self.b.T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(x)
@@ -219,12 +237,14 @@ def _base_layers(spec: HeteroSpec) -> tuple[list[nn.Linear], nn.Linear]:
     )
 
 
-def _forward_base(layers, x: torch.Tensor, record: list | None = None) -> torch.Tensor:
-    for layer in layers:
+def _forward_base(layers, x: torch.Tensor, record: list | None = None, head=None):
+    """Hidden layers with ReLU (then ``head`` without, if given); ``record`` collects each
+    layer's (input, output)."""
+    for layer in [*layers, head] if head is not None else layers:
         out = layer(x)
         if record is not None:
             record.append((x, out))
-        x = torch.relu(out)
+        x = out if layer is head else torch.relu(out)
     return x
 
 
@@ -262,46 +282,63 @@ def _loaded_base(spec: HeteroSpec):
 
 @torch.no_grad()
 def _block_activations(spec: HeteroSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(inputs, outputs) of each block layer on the public digits."""
+    """(inputs, outputs) of each block layer on the public digits, centred."""
     from .data import public_digits
 
-    layers, _ = _loaded_base(spec)
+    layers, head = _loaded_base(spec)
     record: list = []
-    _forward_base(layers, frozen.image_features(public_digits().modalities["image"]), record)
-    return [record[i] for i in spec.blocks]
+    x = frozen.image_features(public_digits().modalities["image"])
+    _forward_base(layers, x, record, head)
+    return [(x - x.mean(0), y - y.mean(0)) for x, y in (record[i] for i in spec.blocks)]
 
 
-def _principal(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Top-``r`` principal directions of ``x (n, d)`` as rows ``(r, d)``."""
-    centred = (x - x.mean(0)).double()
-    return torch.linalg.svd(centred, full_matrices=False)[2][:r].float()
+def _block_weights(spec: HeteroSpec) -> list[torch.Tensor]:
+    layers, head = _loaded_base(spec)
+    return [[*layers, head][i].weight.detach() for i in spec.blocks]
 
 
-def _snap_rows(m: torch.Tensor) -> torch.Tensor:
-    """The nearest matrix with orthonormal rows (``U V^T`` of the SVD)."""
-    u, _, vt = torch.linalg.svd(m.double(), full_matrices=False)
+def _rotation(codes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The orthogonal ``R (r, r)`` that best maps ``codes`` onto ``target`` (both ``(n, r)``):
+    orthogonal Procrustes, ``U V^T`` of the SVD of ``codes^T target``."""
+    u, _, vt = torch.linalg.svd(codes.double().T @ target.double())
     return (u @ vt).float()
 
 
 @lru_cache(maxsize=16)
-def align_frames(spec: HeteroSpec, anchor: HeteroSpec | None = None):
-    """Frozen ``(A, B)`` per block layer of ``spec``, aligned with ``anchor``'s (default: the
-    smallest size, at the same rank) on the public digits. See the module docstring."""
+def align_frames(spec: HeteroSpec, anchor: HeteroSpec | None = None) -> list[dict]:
+    """Frozen frames of each block layer of ``spec``, aligned with ``anchor``'s (default: the
+    smallest size, at the same rank) on the public digits.
+
+    Returns one dict per block: ``a (r, d_in)`` with orthonormal rows, ``b (d_out, r)`` with
+    orthonormal columns, and scalar gains ``gain_in``/``gain_out`` (1 for the anchor).
+
+    The anchor's frames are the top-``r`` singular directions of its frozen weight (what the
+    layer reads most, what it writes most). Another size takes its own layer's top directions,
+    rotated (orthogonal Procrustes) so that its codes on the public digits match the anchor's,
+    and a gain that gives its codes the anchor's spread. A space that every size shares (the
+    first block's input, the tower features; the head's output, the logits) keeps the
+    anchor's frame as it is.
+    """
     anchor = (anchor or SIZES["small"]).replace(rank=spec.rank)
     r = spec.rank
-    ref = _block_activations(anchor)
-    own = _block_activations(spec)
+    ref, own = _block_activations(anchor), _block_activations(spec)
+    ref_w, own_w = _block_weights(anchor), _block_weights(spec)
     frames = []
-    for (xa, ya), (xs, ys) in zip(ref, own):
-        a_ref, b_ref = _principal(xa, r), _principal(ya, r).T  # (r, d_in), (d_out, r)
-        if spec == anchor:
-            frames.append((a_ref, b_ref))
-            continue
-        codes_in = (xa - xa.mean(0)) @ a_ref.T  # (n, r): the anchor's codes
-        codes_out = (ya - ya.mean(0)) @ b_ref
-        fit_a = torch.linalg.lstsq((xs - xs.mean(0)).double(), codes_in.double()).solution
-        fit_b = torch.linalg.lstsq((ys - ys.mean(0)).double(), codes_out.double()).solution
-        frames.append((_snap_rows(fit_a.T.float()), _snap_rows(fit_b.T.float()).T))
+    for k in range(len(spec.blocks)):
+        (xa, ya), (xs, ys) = ref[k], own[k]
+        u_ref, _, vt_ref = torch.linalg.svd(ref_w[k].double(), full_matrices=False)
+        u_own, _, vt_own = torch.linalg.svd(own_w[k].double(), full_matrices=False)
+        a, b = vt_ref[:r].float(), u_ref[:, :r].float()
+        frame = {"a": a, "b": b, "gain_in": 1.0, "gain_out": 1.0}
+        if k > 0:  # not the tower's features: read in the layer's own top directions
+            top = vt_own[:r].float()
+            a = _rotation(xs @ top.T, xa @ frame["a"].T).T @ top
+            frame.update(a=a, gain_in=float((xa @ frame["a"].T).std() / (xs @ a.T).std()))
+        if k < len(spec.blocks) - 1:  # not the logits: write in the layer's own directions
+            top = u_own[:, :r].float()
+            b = top @ _rotation(ys @ top, ya @ frame["b"])
+        frame.update(b=b, gain_out=float((ys @ b).std() / (ya @ frame["b"]).std()))
+        frames.append(frame)
     return frames
 
 
@@ -318,12 +355,11 @@ class HeteroNet(nn.Module):
         layers, head = _loaded_base(spec)
         frames = dict(zip(spec.blocks, align_frames(spec)))
         self.layers = nn.ModuleList(
-            CoLoRALinear(layer, *frames[i], spec.scale)
+            CoLoRALinear(layer, scale=spec.scale, **frames[i])
             if i in frames
             else DualLoRALinear(layer, spec.rank, spec.scale)
-            for i, layer in enumerate(layers)
+            for i, layer in enumerate([*layers, head])
         )
-        self.head = head.requires_grad_(False)
 
     def features(self, modalities: dict, present=None) -> dict:
         x = modalities.get("image") if isinstance(modalities, dict) else None
@@ -337,9 +373,9 @@ class HeteroNet(nn.Module):
                 f"image has per-sample shape {tuple(x.shape[1:])}; expected (1, 28, 28) "
                 f"images or ({IN_DIM},) tower features"
             )
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             x = torch.relu(layer(x))
-        return {"joint": x, "logits": self.head(x)}
+        return {"joint": x, "logits": self.layers[-1](x)}
 
     def forward(self, modalities: dict, present=None) -> torch.Tensor:
         return self.features(modalities, present)["logits"]
@@ -436,6 +472,61 @@ def task_vector(x: torch.Tensor, y: torch.Tensor, keep: float = 0.4) -> torch.Te
     return grad[:, : math.ceil(keep * h.shape[1])]
 
 
+def client_task_vectors(
+    clients,
+    rounds: int = 5,
+    noise: float = 0.0,
+    keep: float = 0.4,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Every client's task vector as RELA would see it after ``rounds`` rounds (one random
+    batch a round, Gaussian noise of std ``noise``, averaged as ``g <- (g_new + g) / 2``),
+    without any training: the anchor model is frozen. Returns ``(N, 10, k)``."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"noise={noise} must be a finite number >= 0")
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for c in clients:
+        x, y = c.train.modalities["image"], c.train.y
+        g = None
+        for _ in range(rounds):
+            idx = torch.randperm(len(y), generator=gen)[:batch_size]
+            new = task_vector(x[idx], y[idx], keep)
+            new = new + noise * torch.randn(new.shape, generator=gen)
+            g = new if g is None else 0.5 * (new + g)
+        out.append(g)
+    return torch.stack(out)
+
+
+def task_groups(similarity: torch.Tensor, n_groups: int) -> np.ndarray:
+    """Cluster clients into ``n_groups`` from a RELA similarity matrix (average-linkage
+    agglomerative clustering on ``1 - S``): the groups the server could see."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    s = torch.as_tensor(similarity, dtype=torch.float64).numpy()
+    if isinstance(n_groups, bool) or not isinstance(n_groups, int) or not 1 <= n_groups <= len(s):
+        raise ValueError(f"n_groups={n_groups!r} must be an integer in [1, {len(s)}]")
+    if n_groups == 1:
+        return np.zeros(len(s), dtype=int)
+    distance = np.clip(1.0 - s, 0.0, None)
+    model = AgglomerativeClustering(n_clusters=n_groups, metric="precomputed", linkage="average")
+    return model.fit_predict(distance)
+
+
+def group_recovery(similarity: torch.Tensor, groups) -> float:
+    """Adjusted Rand index between the clusters of ``similarity`` and the true task
+    ``groups``: 1 = recovered exactly, about 0 = no better than chance."""
+    from sklearn.metrics import adjusted_rand_score
+
+    groups = np.asarray(groups)
+    if len(groups) != len(similarity):
+        raise ValueError(f"groups has {len(groups)} entries for {len(similarity)} clients")
+    return float(adjusted_rand_score(groups, task_groups(similarity, len(set(groups.tolist())))))
+
+
 class TaskVector:
     """The client's RELA upload (``LocalTrainer(payload=...)``): a task vector on one random
     batch, plus Gaussian noise of std ``noise``, averaged with the previous rounds' as
@@ -465,12 +556,19 @@ class TaskVector:
 
 def relevance(vectors: torch.Tensor) -> torch.Tensor:
     """``(N, N)`` RELA similarity: for each column of the task vectors ``(N, C, k)``, the
-    cosine between clients' column vectors, averaged over columns. Symmetric, unit diagonal."""
+    cosine between clients' column vectors, averaged over the columns where both are nonzero
+    (a unit the anchor never uses has an all-zero column). Symmetric, unit diagonal."""
     v = torch.as_tensor(vectors, dtype=torch.float64)
     if v.ndim != 3:
         raise ValueError(f"task vectors must be (N, C, k), got shape {tuple(v.shape)}")
-    unit = F.normalize(v, dim=1)  # each column vector to unit length
-    return torch.einsum("ick,jck->ijk", unit, unit).mean(-1)
+    if not torch.isfinite(v).all():
+        raise ValueError("task vectors contain NaN or infinite values")
+    live = (v.norm(dim=1) > 0).double()  # (N, k)
+    unit = F.normalize(v, dim=1)  # each column vector to unit length (zero stays zero)
+    both = live @ live.T
+    if (both.diagonal() == 0).any():
+        raise ValueError("a task vector is all zero: no column to compare")
+    return torch.einsum("ick,jck->ij", unit, unit) / both.clamp(min=1)
 
 
 def rela_weights(similarity: torch.Tensor, temperature: float = 0.5, peers=None) -> torch.Tensor:
@@ -497,6 +595,13 @@ def _arch(state: dict) -> tuple:
 
 def _is_pq(key: str) -> bool:
     return key.endswith(("p_local", "q_local"))
+
+
+def _pq_layers(state: dict) -> list[str]:
+    """The Co-LoRA layers' names in a client's upload, in model order (``layers.0``,
+    ``layers.2``, ...): the k-th is matched with the k-th of any other size."""
+    names = {k.rsplit(".", 1)[0] for k in state if _is_pq(k)}
+    return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in n.split(".")])
 
 
 class RELA(Strategy):
@@ -539,7 +644,7 @@ class RELA(Strategy):
         same = torch.tensor([[a == b for b in arch] for a in arch])
         self.weights = rela_weights(self.similarity, self.temperature)
         within = rela_weights(self.similarity, self.temperature, peers=same)
-        blocks = [sorted({k.rsplit(".", 1)[0] for k in u.state if _is_pq(k)}) for u in updates]
+        blocks = [_pq_layers(u.state) for u in updates]
         for i, u in enumerate(updates):
             out = {}
             for key in u.state:
