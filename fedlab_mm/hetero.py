@@ -72,6 +72,7 @@ __all__ = [
     "relevance",
     "rela_weights",
     "RELA",
+    "accuracy_by_size",
     "mosaic",
     "local_only",
 ]
@@ -147,7 +148,8 @@ def _zero_param(*shape) -> nn.Parameter:
 
 class _Gate(nn.Module):
     """``g(x) = sigmoid(x . w)``; in training the logit gets noise of std
-    ``softplus(x . w_noise) + 1e-5`` (noisy gating). Zero weights: ``g = 0.5`` in eval mode."""
+    ``softplus(x . w_noise) + 1e-5`` (noisy gating). Zero weights: ``g = 0.5`` in eval mode.
+    The logit is clamped to [-10, 10], so g lies strictly inside (0, 1)."""
 
     def __init__(self, d_in: int) -> None:
         super().__init__()
@@ -158,7 +160,9 @@ class _Gate(nn.Module):
         logit = x @ self.weight  # (B,)
         if self.training:
             logit = logit + torch.randn_like(logit) * (F.softplus(x @ self.noise) + 1e-5)
-        return torch.sigmoid(logit)[:, None]  # (B, 1)
+        # clamped so that float32 never rounds g to exactly 0 or 1 (a branch would get no
+        # gradient at all): g stays within [4.5e-5, 1 - 4.5e-5]
+        return torch.sigmoid(logit.clamp(-10.0, 10.0))[:, None]  # (B, 1)
 
 
 class CoLoRALinear(nn.Module):
@@ -677,6 +681,24 @@ class RELA(Strategy):
 
     def __repr__(self) -> str:
         return f"RELA(temperature={self.temperature:g}, share_pq={self.share_pq})"
+
+
+def accuracy_by_size(history, specs: dict, rnd: int | None = None) -> dict[str, float]:
+    """Mean personalised accuracy per model size (``HeteroSpec.label``) at round ``rnd``
+    (default: the last evaluated round) of a :class:`History`."""
+    df = history.df.query("split == 'personal' and metric == 'accuracy'")
+    if df.empty:
+        raise ValueError("the history has no personalised accuracy yet: run some rounds first")
+    rnd = int(df["round"].max()) if rnd is None else rnd
+    df = df[df["round"] == rnd]
+    if df.empty:
+        raise ValueError(
+            f"rnd={rnd} was not evaluated; evaluated: {sorted(set(history.df['round']))}"
+        )
+    sizes = df["client"].map(lambda c: specs[int(c)].label)
+    order = sorted({s.label for s in specs.values()}, key=lambda t: [int(v) for v in t.split("x")])
+    means = df.groupby(sizes)["value"].mean()
+    return {label: float(means[label]) for label in order if label in means}
 
 
 # ----------------------------------------------------------------- recipes
