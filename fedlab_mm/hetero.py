@@ -3,13 +3,14 @@
 FedMosaic / Co-LoRA ("Not All Clients Are Equal", arXiv 2506.11024; ICLR 2026 as "Co-LoRA")
 personalises federated learning when clients differ in both their tasks and their models:
 
-- **Co-LoRA layers** (:class:`CoLoRALinear`): ``y = W0 x + s [g B((A x) P1 + Q1) + (1 - g)
-  B((A x) P2 + Q2)]`` with ``A (r, d_in)`` row-orthonormal and ``B (d_out, r)``
-  column-orthonormal, both frozen, and small ``P (r, r)``, ``Q (1, r)`` that train. ``P`` and
-  ``Q`` have the same shape whatever the layer's width, so models of different sizes can
-  average them. Branch 1 holds what the server sent (frozen locally), branch 2 the client's
-  own (trained), and a gate ``g = sigmoid(w . x)`` mixes them (with noise while training).
-  ``P = Q = 0`` at the start: the adapter is a no-op.
+- **Co-LoRA layers** (:class:`CoLoRALinear`), for a batch of row vectors ``x``:
+  ``y = x W0^T + s [g (x A^T P1 + Q1) B^T + (1 - g) (x A^T P2 + Q2) B^T]`` with ``A (r, d_in)``
+  row-orthonormal and ``B (d_out, r)`` column-orthonormal, both frozen, and small
+  ``P (r, r)``, ``Q (1, r)`` that train. ``P`` and ``Q`` have the same shape whatever the
+  layer's width, so models of different sizes can average them. Branch 1 holds what the
+  server sent (frozen locally), branch 2 the client's own (trained), and a gate
+  ``g = sigmoid(x . w)`` mixes them (with noise while training). ``P = Q = 0`` at the start:
+  the adapter is a no-op.
 - Other adapted layers carry a plain dual LoRA (:class:`DualLoRALinear`), shared only among
   clients with the same architecture.
 - **RELA** (:class:`RELA`): each client sends a *task vector*, the last-layer gradient of a
@@ -23,22 +24,29 @@ Following the authors' code (MECHANISMS.md section 4), except where stated [R]:
   (:mod:`fedlab_mm.frozen`), pretrained on the public digits, in three sizes
   (:data:`SIZES`); the frozen head is the pretrained 10-way digit classifier, so every task
   is learned through the adapters alone [R];
-- two Co-LoRA *block* layers per model, the first and the last hidden layer, matched across
-  sizes by position (the paper uses four per model) [R];
-- **A/B alignment, simplified** [R]: the smallest model's frames are the top-``r`` principal
-  directions of its block inputs (``A``) and outputs (``B``) on the public digits; a larger
-  model's ``A`` is the least-squares map of its own block inputs onto the small model's codes,
-  snapped to the nearest row-orthonormal matrix, and ``B`` likewise from the block outputs
-  (the paper fits ``A`` with an MSE plus orthogonality loss and maps ``B`` with a CCA-style
-  whitening);
+- two Co-LoRA *block* layers per model, matched across sizes by position: the first hidden
+  layer (it reads the tower's features, the same space at every size) and the head (it writes
+  the ten logits, the same space at every size); the paper uses four blocks inside an LLM [R];
+- **A/B alignment, simplified** [R] (:func:`align_frames`): the smallest model's frames are the
+  top-``r`` singular directions of its frozen block weights; a larger model takes its own
+  top directions, rotated (orthogonal Procrustes) so that its codes on the public digits match
+  the smallest model's, and a scalar gain per side that equalises their spread; shared spaces
+  keep the smallest model's frame. The paper fits ``A`` with an MSE plus orthogonality loss and
+  maps ``B`` with a CCA-style whitening;
 - the task vector is the closed-form gradient of the cross-entropy with respect to the anchor's
   head weight (the paper: an MLP down-projection of an LLM), on one random batch per round.
+
+Measured (notebook 08, README): the similarity recovers the task groups, but in this small
+setting sharing does not beat local training: P/Q moved between independently pretrained sizes
+land near chance (:func:`pq_transfer`), and the persistent local branch learns around the
+global one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -60,6 +68,7 @@ __all__ = [
     "HeteroNet",
     "tower_features",
     "align_frames",
+    "frame_agreement",
     "TASKS",
     "ALL_TASKS",
     "task_labels",
@@ -73,6 +82,8 @@ __all__ = [
     "rela_weights",
     "RELA",
     "accuracy_by_size",
+    "forced_gate",
+    "pq_transfer",
     "mosaic",
     "local_only",
 ]
@@ -155,8 +166,11 @@ class _Gate(nn.Module):
         super().__init__()
         self.weight = _zero_param(d_in)
         self.noise = _zero_param(d_in)
+        self.forced: float | None = None  # see forced_gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.forced is not None:
+            return torch.full((len(x), 1), self.forced, dtype=x.dtype)
         logit = x @ self.weight  # (B,)
         if self.training:
             logit = logit + torch.randn_like(logit) * (F.softplus(x @ self.noise) + 1e-5)
@@ -346,6 +360,37 @@ def align_frames(spec: HeteroSpec, anchor: HeteroSpec | None = None) -> list[dic
     return frames
 
 
+@torch.no_grad()
+def frame_agreement(spec: HeteroSpec, features: torch.Tensor | None = None) -> dict[str, float]:
+    """How well ``spec``'s codes match the anchor's (the smallest size): the mean R^2 over the
+    ``r`` codes, on the public digits or on given tower ``features`` ``(n, 64)`` (e.g. a
+    client's images). 1 = the same codes; 0 = no better than their mean.
+
+    Three places: what the first block reads (``gain_in * A x``, the codes ``P`` sees), what
+    the first block's output looks like through its ``B`` (the space its ``P`` writes into),
+    and what the head block reads."""
+    from .data import public_digits
+
+    x = frozen.image_features(public_digits().modalities["image"]) if features is None else features
+    codes = {}
+    for role, s in (("anchor", SIZES["small"].replace(rank=spec.rank)), ("own", spec)):
+        layers, head = _loaded_base(s)
+        record: list = []
+        _forward_base(layers, x.float(), record, head)
+        frames = align_frames(s)
+        centred = [(i - i.mean(0), o - o.mean(0)) for i, o in (record[k] for k in s.blocks)]
+        codes[role] = {
+            "first block reads": frames[0]["gain_in"] * centred[0][0] @ frames[0]["a"].T,
+            "first block writes": centred[0][1] @ frames[0]["b"] / frames[0]["gain_out"],
+            "head block reads": frames[1]["gain_in"] * centred[1][0] @ frames[1]["a"].T,
+        }
+    out = {}
+    for name, target in codes["anchor"].items():
+        r2 = 1 - ((codes["own"][name] - target) ** 2).sum(0) / (target**2).sum(0)
+        out[name] = float(r2.mean())
+    return out
+
+
 class HeteroNet(nn.Module):
     """The model family: frozen pretrained MLP layers with adapters, a frozen digit head.
 
@@ -399,12 +444,12 @@ def tower_features(dataset):
 
 # ----------------------------------------------------------------- tasks
 TASKS = ("digit", "parity", "complement")
-ALL_TASKS = ("digit", "parity", "complement", "size")
+ALL_TASKS = ("digit", "parity", "complement", "high")
 
 
 def task_labels(y: torch.Tensor, task: str) -> torch.Tensor:
     """Labels of a task on the digits: ``digit`` (0-9), ``parity`` (0 even, 1 odd),
-    ``complement`` (9 - digit: the digit that adds up to nine with it), ``size`` (0 for 0-4,
+    ``complement`` (9 - digit: the digit that adds up to nine with it), ``high`` (0 for 0-4,
     1 for 5-9). All answer through the same 10-way head, so the tasks conflict: a seven is
     "7", "1" or "2" depending on the task."""
     if task not in ALL_TASKS:
@@ -699,6 +744,76 @@ def accuracy_by_size(history, specs: dict, rnd: int | None = None) -> dict[str, 
     order = sorted({s.label for s in specs.values()}, key=lambda t: [int(v) for v in t.split("x")])
     means = df.groupby(sizes)["value"].mean()
     return {label: float(means[label]) for label in order if label in means}
+
+
+@contextmanager
+def forced_gate(model: nn.Module, value: float):
+    """Within the block every gate of ``model`` outputs ``value`` (1: the global branch only,
+    0: the local branch only), e.g. to see what each branch knows on its own."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"value={value} must lie in [0, 1]")
+    gates = [m for m in model.modules() if isinstance(m, _Gate)]
+    for gate in gates:
+        gate.forced = float(value)
+    try:
+        yield model
+    finally:
+        for gate in gates:
+            gate.forced = None
+
+
+def pq_transfer(dataset, task: str, n_train: int = 500, steps: int = 300, seed: int = 0):
+    """How well P/Q travel between sizes: for each size, train only the Co-LoRA ``P``/``Q``
+    (all else frozen) on ``n_train`` samples of ``task``; then copy them into every size's
+    global branch (its local branch empty, the gate at 0.5 as in training) and measure
+    accuracy on held-out samples.
+
+    Returns a DataFrame, rows = the size P/Q were trained on, columns = the size they run in;
+    the diagonal is each size's own accuracy; the first row, ``no P/Q``, is each size with its
+    adapters empty (the pretrained digit classifier answering the task).
+    """
+    import pandas as pd
+
+    n = len(dataset)
+    if not 0 < n_train < n:
+        raise ValueError(f"n_train={n_train} must lie in (0, {n}) (the rest is the test set)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    train, test = dataset.subset(order[:n_train]), dataset.subset(order[n_train:])
+    x, y = train.modalities["image"], task_labels(train.y, task)
+    x_test, y_test = test.modalities["image"], task_labels(test.y, task)
+    trained = {}
+    with torch.random.fork_rng(), torch.enable_grad():
+        torch.manual_seed(seed)
+        for name, spec in SIZES.items():
+            model = spec.build().train()
+            params = [p for k, p in model.named_parameters() if _is_pq(k)]
+            opt = torch.optim.Adam(params, lr=1e-2)
+            for _ in range(steps):
+                idx = torch.randint(0, n_train, (32,))
+                loss = F.cross_entropy(model({"image": x[idx]}), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            trained[name] = [m for m in model.layers if isinstance(m, CoLoRALinear)]
+    table = {"no P/Q": {}}
+    for spec in SIZES.values():
+        with torch.no_grad():
+            hits = spec.build().eval()({"image": x_test}).argmax(1) == y_test
+        table["no P/Q"][spec.label] = float(hits.float().mean())
+    for source, blocks in trained.items():
+        row = {}
+        for spec in SIZES.values():
+            model = spec.build().eval()
+            targets = [m for m in model.layers if isinstance(m, CoLoRALinear)]
+            with torch.no_grad():
+                for src, dst in zip(blocks, targets):
+                    dst.p_global.copy_(src.p_local)
+                    dst.q_global.copy_(src.q_local)
+                with forced_gate(model, 0.5):  # as in training, where g is about 0.5
+                    hits = model({"image": x_test}).argmax(1) == y_test
+            row[spec.label] = float(hits.float().mean())
+        table[SIZES[source].label] = row
+    return pd.DataFrame(table).T
 
 
 # ----------------------------------------------------------------- recipes

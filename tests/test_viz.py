@@ -106,3 +106,23 @@ def test_broadcast_plots():
              for a in (0.1, 1.0)]  # fmt: skip
     fig = fm.viz.rank_and_skew(pd.DataFrame(rows), 4, 0.1)
     assert "rank 4: 0.840" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_hetero_plots():
+    import numpy as np
+    import pandas as pd
+
+    s = np.eye(4) * 0.5 + 0.5
+    w = (1 - np.eye(4)) / 3
+    fig = fm.viz.relevance_maps(s, w, ["a", "b", "c", "d"], [0, 0, 1, 1], title="t")
+    assert len(fig.axes) == 4 and fig.axes[0].get_xticklabels()[2].get_text() == "c"
+    assert len(fig.axes[0].lines) == 2  # one separator between the two groups, both directions
+    rec = pd.DataFrame({"setting": ["x"] * 4, "seed": [0, 0, 1, 1], "noise": [0, 1, 0, 1],
+                        "ARI": [1.0, 0.5, 0.8, 0.3]})  # fmt: skip
+    fig = fm.viz.recovery_vs_noise(rec)
+    assert fig.axes[0].get_legend().get_texts()[0].get_text() == "x: mean over seeds"
+    acc = pd.DataFrame({"method": ["m1", "m1", "m2", "m2"], "size": ["32x2", "64x3"] * 2,
+                        "accuracy": [0.6, 0.7, 0.65, 0.72]})  # fmt: skip
+    fig = fm.viz.accuracy_by_size(acc)
+    assert len(fig.axes[0].patches) == 4
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m1", "m2"]

@@ -1,6 +1,6 @@
-"""Plots, in six modules a reader can find their way in: ``common``, ``data``,
-``partitions``, ``training``, ``features`` and ``broadcast``; everything is re-exported here, so
-``fm.viz.<name>`` works.
+"""Plots, in seven modules a reader can find their way in: ``common``, ``data``,
+``partitions``, ``training``, ``features``, ``broadcast`` and ``hetero``; everything is
+re-exported here, so ``fm.viz.<name>`` works.
 
 Pure functions: data in, a matplotlib Figure out, so each is testable without a
 display and sliders can wrap them with ``ipywidgets.interact``.
@@ -22,6 +22,7 @@ from .data import (
     spectrogram,
 )
 from .features import attention_map, feature_projection, recovery_curves
+from .hetero import accuracy_by_size, recovery_vs_noise, relevance_maps
 from .partitions import (
     availability,
     client_class_bars,
@@ -69,4 +70,7 @@ __all__ = [
     "query_weights",
     "per_class_accuracy",
     "rank_and_skew",
+    "relevance_maps",
+    "recovery_vs_noise",
+    "accuracy_by_size",
 ]
