@@ -11,13 +11,11 @@ client never held (server test set), and bytes per client and round.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
-import torch
 
 import fedlab_mm as fm
+from benchmarks import quick_args
 from fedlab_mm import broadcast as B
 from fedlab_mm.federated import Simulation, per_class_accuracy
 
@@ -86,10 +84,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke test: seconds, not minutes")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    args = quick_args(__doc__, argv)
     images = fm.data.digits(1000 if args.quick else 5000, modalities=("image",), progress=False)
     data = B.stem_features(images)
     seeds, alphas = ([0], [0.5]) if args.quick else ([0, 1, 2], [0.1, 0.5, 5.0])

@@ -14,13 +14,12 @@ Accuracy: personalised accuracy per model size after 20 rounds of one local epoc
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import pandas as pd
-import torch
 
 import fedlab_mm as fm
+from benchmarks import quick_args
 from fedlab_mm import hetero as H
 from fedlab_mm.federated import Simulation
 
@@ -94,10 +93,7 @@ def tables(recovery: list[dict], accuracy: list[dict]) -> str:
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke test: seconds, not minutes")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    args = quick_args(__doc__, argv)
     images = fm.data.digits(2000 if args.quick else 5000, modalities=("image",), progress=False)
     data = H.tower_features(images)
     if args.quick:

@@ -22,7 +22,6 @@ At teaching scale and offline:
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -33,6 +32,7 @@ from torch import nn
 
 from . import captions, frozen, lora
 from .client import check_tau
+from .models import SpecMethods
 from .speech import DIGIT_WORDS
 
 __all__ = [
@@ -159,7 +159,7 @@ def _projection(classes: tuple, tau: float) -> dict:
 
 
 @dataclass(frozen=True)
-class BroadcastSpec:
+class BroadcastSpec(SpecMethods):
     """The client model of federated broadcasting (JSON-friendly, hashable).
 
     Attributes
@@ -201,12 +201,6 @@ class BroadcastSpec:
 
     names = property(lambda self: ["image"])
     num_classes = property(lambda self: len(self.classes))
-
-    def replace(self, **changes) -> BroadcastSpec:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     def build(self) -> BroadcastNet:
         return BroadcastNet(self)
@@ -267,18 +261,7 @@ class BroadcastNet(nn.Module):
 
     def features(self, modalities: dict, present=None) -> dict:
         """``{"joint": v (B, 384) unit rows, "logits": (B, C)}``."""
-        x = modalities.get("image") if isinstance(modalities, dict) else None
-        if x is None:
-            raise ValueError("the batch has no 'image'; this model reads images only")
-        x = x.float()
-        if x.ndim == 4:
-            with torch.no_grad():
-                x = self._stem[0](x)
-        if x.shape[1:] != (STEM_WIDTH,):
-            raise ValueError(
-                f"image has per-sample shape {tuple(x.shape[1:])}; expected (1, 28, 28) "
-                f"images or ({STEM_WIDTH},) stem features"
-            )
+        x = frozen.image_input(modalities, self._stem[0], STEM_WIDTH, "stem features")
         v = F.normalize(self.encoder(x), dim=1)  # (B, 384)
         return {"joint": v, "logits": v @ self.anchors.T / self.spec.tau}
 

@@ -39,6 +39,7 @@ __all__ = [
     "classify_text",
     "text_to_image",
     "image_tower",
+    "image_input",
     "image_features",
     "TOWER_WIDTH",
 ]
@@ -182,6 +183,25 @@ def image_tower() -> torch.nn.Module:
     for p in tower.parameters():
         p.requires_grad_(False)
     return tower.eval()
+
+
+def image_input(modalities, featurize, width: int, what: str) -> torch.Tensor:
+    """The ``image`` of a batch for models that read images or their precomputed features:
+    images ``(B, 1, 28, 28)`` go through ``featurize`` (no gradient), features ``(B, width)``
+    pass as they are; anything else is refused, naming ``what`` the features are."""
+    x = modalities.get("image") if isinstance(modalities, dict) else None
+    if x is None:
+        raise ValueError("the batch has no 'image'; this model reads images only")
+    x = x.float()
+    if x.ndim == 4:
+        with torch.no_grad():
+            x = featurize(x)
+    if x.shape[1:] != (width,):
+        raise ValueError(
+            f"image has per-sample shape {tuple(x.shape[1:])}; expected (1, 28, 28) "
+            f"images or ({width},) {what}"
+        )
+    return x
 
 
 def image_features(images: torch.Tensor) -> torch.Tensor:

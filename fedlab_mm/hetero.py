@@ -44,7 +44,6 @@ global one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from torch import nn
 from . import frozen
 from .client import CrossEntropy, LocalTrainer
 from .federated import Recipe
+from .models import SpecMethods
 from .strategies import LocalOnly, Strategy
 
 __all__ = [
@@ -93,7 +93,7 @@ IN_DIM = frozen.TOWER_WIDTH  # 64: the public tower's features
 
 # ----------------------------------------------------------------- the model family
 @dataclass(frozen=True)
-class HeteroSpec:
+class HeteroSpec(SpecMethods):
     """One size of the model family: ``depth`` hidden layers of ``width`` units over the
     tower's 64-d features, a frozen 10-way head; Co-LoRA adapters of rank ``rank``.
 
@@ -135,12 +135,6 @@ class HeteroSpec:
     @property
     def label(self) -> str:
         return f"{self.width}x{self.depth}"
-
-    def replace(self, **changes) -> HeteroSpec:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     def build(self) -> HeteroNet:
         return HeteroNet(self)
@@ -411,17 +405,7 @@ class HeteroNet(nn.Module):
         )
 
     def features(self, modalities: dict, present=None) -> dict:
-        x = modalities.get("image") if isinstance(modalities, dict) else None
-        if x is None:
-            raise ValueError("the batch has no 'image'; this model reads images only")
-        x = x.float()
-        if x.ndim == 4:
-            x = frozen.image_features(x)
-        if x.shape[1:] != (IN_DIM,):
-            raise ValueError(
-                f"image has per-sample shape {tuple(x.shape[1:])}; expected (1, 28, 28) "
-                f"images or ({IN_DIM},) tower features"
-            )
+        x = frozen.image_input(modalities, frozen.image_features, IN_DIM, "tower features")
         for layer in self.layers[:-1]:
             x = torch.relu(layer(x))
         return {"joint": x, "logits": self.layers[-1](x)}

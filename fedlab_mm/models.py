@@ -36,8 +36,21 @@ ENCODER_KINDS = ("mlp", "image", "spectrogram")
 FUSIONS = ("concat", "attention")
 
 
+class SpecMethods:
+    """``replace`` and ``to_dict`` shared by the frozen-dataclass model specs
+    (:class:`ModelSpec`, ``clip.BroadcastSpec``, ``hetero.HeteroSpec``)."""
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain data, for JSON checkpoints."""
+        return dataclasses.asdict(self)
+
+
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(SpecMethods):
     """Everything needed to build a :class:`MultimodalNet` (JSON-friendly, hashable).
 
     Attributes
@@ -146,12 +159,6 @@ class ModelSpec:
         """The spec whose inputs match ``dataset``'s modalities and classes."""
         inputs = tuple((name, tuple(x.shape[1:])) for name, x in dataset.modalities.items())
         return cls(inputs=inputs, num_classes=dataset.num_classes, **kwargs)
-
-    def replace(self, **changes) -> ModelSpec:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
