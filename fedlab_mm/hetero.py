@@ -82,6 +82,7 @@ __all__ = [
     "rela_weights",
     "RELA",
     "accuracy_by_size",
+    "without_branch",
     "forced_gate",
     "pq_transfer",
     "mosaic",
@@ -293,14 +294,16 @@ def _loaded_base(spec: HeteroSpec):
 
 
 @torch.no_grad()
-def _block_activations(spec: HeteroSpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(inputs, outputs) of each block layer on the public digits, centred."""
+def _block_activations(spec: HeteroSpec, x: torch.Tensor | None = None):
+    """(inputs, outputs) of each block layer, centred, on tower features ``x`` (default: the
+    public digits')."""
     from .data import public_digits
 
     layers, head = _loaded_base(spec)
     record: list = []
-    x = frozen.image_features(public_digits().modalities["image"])
-    _forward_base(layers, x, record, head)
+    if x is None:
+        x = frozen.image_features(public_digits().modalities["image"])
+    _forward_base(layers, x.float(), record, head)
     return [(x - x.mean(0), y - y.mean(0)) for x, y in (record[i] for i in spec.blocks)]
 
 
@@ -363,16 +366,9 @@ def frame_agreement(spec: HeteroSpec, features: torch.Tensor | None = None) -> d
     Three places: what the first block reads (``gain_in * A x``, the codes ``P`` sees), what
     the first block's output looks like through its ``B`` (the space its ``P`` writes into),
     and what the head block reads."""
-    from .data import public_digits
-
-    x = frozen.image_features(public_digits().modalities["image"]) if features is None else features
     codes = {}
     for role, s in (("anchor", SIZES["small"].replace(rank=spec.rank)), ("own", spec)):
-        layers, head = _loaded_base(s)
-        record: list = []
-        _forward_base(layers, x.float(), record, head)
-        frames = align_frames(s)
-        centred = [(i - i.mean(0), o - o.mean(0)) for i, o in (record[k] for k in s.blocks)]
+        frames, centred = align_frames(s), _block_activations(s, features)
         codes[role] = {
             "first block reads": frames[0]["gain_in"] * centred[0][0] @ frames[0]["a"].T,
             "first block writes": centred[0][1] @ frames[0]["b"] / frames[0]["gain_out"],
@@ -518,18 +514,13 @@ def client_task_vectors(
     without any training: the anchor model is frozen. Returns ``(N, 10, k)``."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
-    if not np.isfinite(noise) or noise < 0:
-        raise ValueError(f"noise={noise} must be a finite number >= 0")
+    upload = TaskVector(keep, noise, batch_size)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for c in clients:
-        x, y = c.train.modalities["image"], c.train.y
         g = None
         for _ in range(rounds):
-            idx = torch.randperm(len(y), generator=gen)[:batch_size]
-            new = task_vector(x[idx], y[idx], keep)
-            new = new + noise * torch.randn(new.shape, generator=gen)
-            g = new if g is None else 0.5 * (new + g)
+            g = upload.step(c.train, g, gen)
         out.append(g)
     return torch.stack(out)
 
@@ -570,16 +561,19 @@ class TaskVector:
             raise ValueError(f"noise={noise} must be a finite number >= 0")
         self.keep, self.noise, self.batch_size = keep, float(noise), batch_size
 
-    def __call__(self, client) -> dict[str, torch.Tensor]:
-        data = client.data.train
-        idx = torch.randperm(len(data))[: self.batch_size]
+    def step(self, data, previous=None, generator=None) -> torch.Tensor:
+        """One round: a task vector on a random batch of ``data``, noised, averaged with
+        ``previous`` (if any)."""
+        idx = torch.randperm(len(data), generator=generator)[: self.batch_size]
         x = data.modalities["image"][idx]
         if x.ndim == 4:
             x = frozen.image_features(x)
         g = task_vector(x, data.y[idx], self.keep)
-        g = g + self.noise * torch.randn_like(g)
-        if "task_vector" in client.state:
-            g = 0.5 * (g + client.state["task_vector"])
+        g = g + self.noise * torch.randn(g.shape, generator=generator)
+        return g if previous is None else 0.5 * (g + previous)
+
+    def __call__(self, client) -> dict[str, torch.Tensor]:
+        g = self.step(client.data.train, client.state.get("task_vector"))
         client.state["task_vector"] = g
         return {"task_vector": g.clone()}
 
@@ -728,6 +722,19 @@ def accuracy_by_size(history, specs: dict, rnd: int | None = None) -> dict[str, 
     order = sorted({s.label for s in specs.values()}, key=lambda t: [int(v) for v in t.split("x")])
     means = df.groupby(sizes)["value"].mean()
     return {label: float(means[label]) for label in order if label in means}
+
+
+def without_branch(model: HeteroNet, branch: str) -> HeteroNet:
+    """A copy of ``model`` with the ``branch`` ("global" or "local") adapters silenced: their
+    ``B`` (dual LoRA) or ``P`` and ``Q`` (Co-LoRA) set to zero; the gates stay as learned."""
+    if branch not in ("global", "local"):
+        raise ValueError(f"branch={branch!r} must be 'global' or 'local'")
+    silenced = (f"b_{branch}", f"p_{branch}", f"q_{branch}")
+    state = {k: torch.zeros_like(v) if k.endswith(silenced) else v
+             for k, v in model.state_dict().items()}  # fmt: skip
+    twin = HeteroNet(model.spec)
+    twin.load_state_dict(state)
+    return twin
 
 
 @contextmanager
