@@ -126,3 +126,18 @@ def test_hetero_plots():
     fig = fm.viz.accuracy_by_size(acc)
     assert len(fig.axes[0].patches) == 4
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m1", "m2"]
+
+
+def test_grid_curves():
+    import pandas as pd
+
+    rows = [{"method": m, "seed": s, **fm.experiments.BASE, knob: v, "accuracy": 0.5 + 0.1 * s}
+            for m in ("fedavg", "local") for s in range(2)
+            for knob, v in (("alpha", 0.1), ("alpha", 1.0), ("missing_rate", 0.5))]  # fmt: skip
+    fig = fm.viz.grid_curves(pd.DataFrame(rows), labels={"fedavg": "FedAvg"})
+    assert [ax.get_title() for ax in fig.axes] == ["varying alpha", "varying missing_rate"]
+    assert len(fig.axes[0].lines) == 3  # two methods and the dashed base line
+    assert "2 seeds" in fig.axes[0].get_ylabel()
+    assert fig.legends[0].get_texts()[0].get_text() == "FedAvg"
+    with pytest.raises(ValueError, match="metric='nope'"):
+        fm.viz.grid_curves(pd.DataFrame(rows), metric="nope")

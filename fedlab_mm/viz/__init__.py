@@ -1,5 +1,5 @@
-"""Plots, in seven modules a reader can find their way in: ``common``, ``data``,
-``partitions``, ``training``, ``features``, ``broadcast`` and ``hetero``; everything is
+"""Plots, in eight modules a reader can find their way in: ``common``, ``data``,
+``partitions``, ``training``, ``features``, ``broadcast``, ``hetero`` and ``grid``; everything is
 re-exported here, so ``fm.viz.<name>`` works.
 
 Pure functions: data in, a matplotlib Figure out, so each is testable without a
@@ -22,6 +22,7 @@ from .data import (
     spectrogram,
 )
 from .features import attention_map, feature_projection, recovery_curves
+from .grid import grid_curves
 from .hetero import accuracy_by_size, recovery_vs_noise, relevance_maps
 from .partitions import (
     availability,
@@ -44,6 +45,7 @@ from .training import (
 __all__ = [
     "PALETTE",
     "draw_curves",
+    "grid_curves",
     "spectrogram",
     "show_sample",
     "sample_grid",

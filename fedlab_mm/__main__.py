@@ -1,0 +1,8 @@
+"""``python -m fedlab_mm grid ...``: the same as the ``fedlab-mm`` command."""
+
+import sys
+
+from .experiments import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""Method x heterogeneity grids with error bars, the papers' claims side by side, and the
+``fedlab-mm`` command.
+
+:func:`grid` runs every (method, setting, seed) cell of :mod:`fedlab_mm.methods`, caches
+each finished cell as a JSON file (a re-run skips it), shows a progress bar and can use
+several processes. :func:`summary` and :func:`ranking` condense the tidy rows,
+:func:`fedlab_mm.viz.grid_curves` plots accuracy against each knob, :data:`CLAIMS` and
+:func:`claims_table` set each paper's headline claim against what the grid measures, and
+:func:`main` is the console command (``fedlab-mm grid --help``).
+
+Examples
+--------
+>>> df = grid(["fedavg", "local"], {"alpha": [0.1, 1.0]}, seeds=2)   # doctest: +SKIP
+>>> ranking(df)                                                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config
+from .methods import BASE, KNOBS, METHODS, Scale, _check_setting, cell_key, run_cell
+
+__all__ = [
+    "BASE",
+    "CLAIMS",
+    "KNOBS",
+    "METHODS",
+    "Claim",
+    "Scale",
+    "claim_cells",
+    "claims_table",
+    "grid",
+    "main",
+    "ranking",
+    "run_cell",
+    "run_claims",
+    "settings_from",
+    "summary",
+    "varied",
+]
+
+
+# ----------------------------------------------------------------- grids
+def settings_from(knobs: dict) -> list[dict]:
+    """One-knob-at-a-time settings: the base setting, then each knob's values with the others
+    at :data:`BASE`. ``{"alpha": [0.1, 10]}`` gives ``[{}, {"alpha": 0.1}, {"alpha": 10}]``
+    (the base setting is included once, so every curve passes through it)."""
+    out = [{}]
+    for knob, values in knobs.items():
+        if knob not in KNOBS:
+            raise ValueError(f"unknown setting {knob!r}; the knobs are {list(KNOBS)}")
+        for v in np.atleast_1d(values).tolist():
+            if v != BASE[knob]:
+                out.append({knob: v})
+    return out
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_keyed(args) -> dict:
+    method, setting, seed, scale = args
+    return run_cell(method, setting, seed, scale)
+
+
+def grid(
+    methods,
+    settings,
+    seeds=3,
+    scale: Scale | None = None,
+    cache: str | Path | None = None,
+    processes: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every (method, setting, seed) cell; return one tidy row per cell.
+
+    Parameters
+    ----------
+    methods : list of str
+        Names from :data:`METHODS`.
+    settings : dict or list of dict
+        A dict ``knob -> values`` sweeps one knob at a time (:func:`settings_from`); a list
+        gives the settings directly (each a dict of knobs; missing knobs take :data:`BASE`).
+    seeds : int or list of int
+        ``3`` means seeds 0, 1, 2.
+    scale : Scale, optional
+        Default :meth:`Scale.default`.
+    cache : path, optional
+        Folder of finished cells (one JSON file each); a re-run reads them instead of
+        training again. Default: ``grid/`` in :func:`fedlab_mm.config.cache_dir`; ``False``
+        turns caching off.
+    processes : int
+        Run cells in this many worker processes (each with one torch thread). The workers
+        are spawned, so a script that passes ``processes > 1`` needs the usual
+        ``if __name__ == "__main__":`` guard (notebooks and ``fedlab-mm`` do not).
+    progress : bool
+        A progress bar over the cells.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: method, seed, the knobs, accuracy, server_accuracy, uplink_kb, seconds,
+        cached (whether the row came from the cache).
+    """
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods={unknown or methods!r}: valid methods are {list(METHODS)}")
+    if isinstance(settings, dict):
+        settings = settings_from(settings)
+    settings = [_check_setting(s) for s in settings]
+    if not settings:
+        raise ValueError("settings is empty: give at least one setting")
+    seeds = _seeds(seeds)
+    scale = scale or Scale.default()
+    cells = [(m, s, k, scale) for s in settings for m in methods for k in seeds]
+    return _run(cells, cache, processes, progress)
+
+
+def _seeds(seeds) -> list[int]:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"seeds={seeds} must be >= 1 (or a list of seeds)")
+        return list(range(int(seeds)))
+    return [int(s) for s in seeds]
+
+
+def _run(cells: list, cache, processes: int, progress: bool) -> pd.DataFrame:
+    """Run ``(method, setting, seed, scale)`` cells, reading and writing the cache."""
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes={processes!r} must be an integer >= 1")
+    folder = None
+    if cache is not False:
+        folder = Path(cache) if cache is not None else config.cache_dir() / "grid"
+        folder.mkdir(parents=True, exist_ok=True)
+    rows: dict[int, dict] = {}
+    todo = []
+    for i, (m, s, k, sc) in enumerate(cells):
+        path = folder / f"{cell_key(m, s, k, sc)}.json" if folder else None
+        if path is not None and path.exists():
+            rows[i] = {**json.loads(path.read_text()), "cached": True}
+        else:
+            todo.append((i, path))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(cells), initial=len(rows), desc="grid", disable=not progress)
+
+    def done(i, path, record):
+        if path is not None:
+            path.write_text(json.dumps(record))
+        rows[i] = {**record, "cached": False}
+        bar.set_postfix_str(f"{record['method']} {record['accuracy']:.3f}")
+        bar.update()
+
+    if processes == 1 or len(todo) <= 1:
+        for i, path in todo:
+            done(i, path, run_cell(*cells[i]))
+    else:  # spawned workers: safe with torch's threads; scripts need the __main__ guard
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {pool.submit(_run_keyed, cells[i]): (i, path) for i, path in todo}
+            for future in as_completed(futures):
+                done(*futures[future], future.result())
+    bar.close()
+    return pd.DataFrame([rows[i] for i in range(len(cells))])
+
+
+def varied(df: pd.DataFrame) -> pd.Series:
+    """Which knob each row's setting moves away from :data:`BASE` (``"base"`` for none,
+    ``"several"`` when more than one moves)."""
+
+    def one(row):
+        moved = [k for k in KNOBS if not math.isclose(row[k], BASE[k])]
+        return moved[0] if len(moved) == 1 else ("base" if not moved else "several")
+
+    return df.apply(one, axis=1)
+
+
+def ranking(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Methods ranked per setting by mean ``metric`` over seeds (1 = best).
+
+    One row per setting (the knobs), one column per method, holding ``rank``; see
+    :func:`summary` for the means and spreads behind it.
+    """
+    means = summary(df, metric).pivot_table(
+        index=list(KNOBS), columns="method", values="mean", sort=False
+    )
+    return means.rank(axis=1, ascending=False, method="min").astype(int)
+
+
+def summary(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Mean, standard deviation and number of seeds of ``metric`` per method and setting."""
+    if metric not in df:
+        raise ValueError(f"metric={metric!r} is not a column; columns: {list(df.columns)}")
+    out = df.groupby(["method", *KNOBS], sort=False)[metric].agg(["mean", "std", "count"])
+    return out.reset_index()
+
+
+# ----------------------------------------------------------------- the papers' claims
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A paper's headline claim as a comparison the grid can measure: ``method`` against
+    ``baseline`` on ``setting``, by ``metric`` (higher is better)."""
+
+    paper: str
+    claim: str
+    setting: dict
+    method: str
+    baseline: str
+    metric: str = "accuracy"
+
+
+#: One echo per paper (claims as MECHANISMS.md states them; settings chosen to echo them).
+CLAIMS = (
+    Claim(
+        "FedEPA",
+        "beats FL baselines under limited labels (and non-IID data)",
+        {"alpha": 0.1, "labeled_fraction": 0.1},
+        "fedepa",
+        "fedavg",
+    ),
+    Claim(
+        "FedEPA (ALA)",
+        "learned mixing of the global model beats plain FedAvg under label skew",
+        {"alpha": 0.1},
+        "ala",
+        "fedavg",
+        "served_accuracy",
+    ),
+    Claim(
+        "FedMVP",
+        "frozen-model completion + MCM/RAM + CKA graph beats baselines at high missing rates",
+        {"missing_rate": 0.8},
+        "fedmvp",
+        "zero_fill",
+    ),
+    Claim(
+        "FedMVP (CKA graph)",
+        "CKA-weighted aggregation is robust when some clients are broken",
+        {"corrupted_fraction": 0.3},
+        "cka",
+        "fedavg",
+        "server_accuracy",
+    ),
+    Claim(
+        "FedAlign",
+        "clients sending only LoRA adapters and prototypes learn as well as clients sending "
+        "every weight",
+        {},
+        "fedalign",
+        "full_fedavg",
+    ),
+    Claim(
+        "FedMosaic",
+        "RELA + shared P/Q beats local training for every model size",
+        {},
+        "rela",
+        "sized_local",
+    ),
+)
+
+
+def claim_cells(claims=CLAIMS) -> list[tuple[str, dict]]:
+    """The (method, setting) pairs the claims need, without repeats."""
+    out = []
+    for c in claims:
+        for m in (c.method, c.baseline):
+            if (m, c.setting) not in out:
+                out.append((m, c.setting))
+    return out
+
+
+def run_claims(
+    claims=CLAIMS, seeds=3, scale=None, cache=None, processes: int = 1, progress: bool = True
+) -> pd.DataFrame:
+    """Run the cells ``claims`` need (:func:`claim_cells`) like :func:`grid` does: cached,
+    with a progress bar, optionally in several processes; returns the tidy rows."""
+    scale = scale or Scale.default()
+    cells = [
+        (m, _check_setting(s), k, scale) for m, s in claim_cells(claims) for k in _seeds(seeds)
+    ]
+    return _run(cells, cache, processes, progress)
+
+
+def claims_table(df: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
+    """Each claim with both methods' mean +- std over seeds, the per-seed difference, the
+    uplink per client and round, and a verdict: ``holds`` when the method wins on every
+    seed, ``does not hold`` when it loses on every seed, ``mixed`` otherwise."""
+    rows = []
+    for c in claims:
+        full = _check_setting(c.setting)
+        at = np.logical_and.reduce([np.isclose(df[k], full[k]) for k in KNOBS])
+        cell = df[at].set_index(["method", "seed"])[c.metric]
+        up = df[at].set_index(["method", "seed"])["uplink_kb"]
+        if c.method not in cell.index.get_level_values(
+            0
+        ) or c.baseline not in cell.index.get_level_values(0):
+            raise ValueError(f"df has no cells for {c.method!r} and {c.baseline!r} at {c.setting}")
+        a, b = cell.loc[c.method], cell.loc[c.baseline]
+        diff = (a - b).dropna()
+        verdict = "holds" if (diff > 0).all() else "does not hold" if (diff < 0).all() else "mixed"
+        setting = ", ".join(f"{k} {v:g}" for k, v in c.setting.items()) or "base"
+        rows.append(
+            {
+                "paper": c.paper,
+                "claim": c.claim,
+                "setting": setting,
+                "metric": c.metric,
+                "method": f"{METHODS[c.method].label}: {a.mean():.3f} +- {a.std():.3f}",
+                "baseline": f"{METHODS[c.baseline].label}: {b.mean():.3f} +- {b.std():.3f}",
+                "difference": f"{diff.mean():+.3f} ({(diff > 0).sum()}/{len(diff)} seeds)",
+                "uplink kB": f"{up.loc[c.method].mean():.0f} vs {up.loc[c.baseline].mean():.0f}",
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------- command line
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        msg = f"{text!r} is not a comma-separated list of numbers"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {m.name:12s} {m.label} (notebook {m.notebook})" for m in METHODS.values())
+    p = argparse.ArgumentParser(
+        prog="fedlab-mm",
+        description="fedlab_mm from the command line.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser(
+        "grid",
+        help="run a method x heterogeneity grid and save CSV + PNG",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run every method on every setting with several seeds, one knob at a time:\n"
+            "each knob's values are run with the other knobs at their base values\n"
+            f"{BASE}.\nFinished cells are cached in OUT/cells, so a re-run skips them.\n\n"
+            f"methods:\n{lines}"
+        ),
+        epilog=(
+            "example:\n  fedlab-mm grid --methods fedavg,fedepa --alpha 0.1,1 --seeds 3 "
+            "--out results/\n\nwrites OUT/grid.csv (one row per cell), OUT/summary.csv "
+            "(mean and std),\nOUT/ranking.csv and OUT/grid.png (accuracy against each knob)."
+        ),
+    )
+    g.add_argument("--methods", default="fedavg,local,fedepa", help="comma-separated names")
+    for knob in KNOBS:
+        flag = "--" + knob.replace("_", "-")
+        g.add_argument(flag, type=_floats, default=[], metavar="V1,V2", help=f"values of {knob}")
+    g.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    g.add_argument("--out", default="results", help="output folder (default results/)")
+    g.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    g.add_argument("--rounds", type=int, default=Scale.rounds, help="rounds per run")
+    g.add_argument("--clients", type=int, default=Scale.num_clients, help="clients per run")
+    g.add_argument("--samples", type=int, default=Scale.n_samples, help="digits used (<= 5000)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None) -> int:
+    """The ``fedlab-mm`` console command (``fedlab-mm grid --help``)."""
+    args = _parser().parse_args(argv)
+    config.offline()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k)}
+    try:
+        scale = Scale(n_samples=args.samples, num_clients=args.clients, rounds=args.rounds)
+        out = Path(args.out)
+        df = grid(
+            methods,
+            knobs,
+            seeds=args.seeds,
+            scale=scale,
+            cache=out / "cells",
+            processes=args.processes,
+            progress=not args.quiet,
+        )
+    except ValueError as err:
+        print(f"fedlab-mm grid: error: {err}", file=sys.stderr)
+        return 2
+    df.to_csv(out / "grid.csv", index=False)
+    summary(df).to_csv(out / "summary.csv", index=False)
+    ranks = ranking(df)
+    ranks.to_csv(out / "ranking.csv")
+    from .viz import grid_curves
+
+    fig = grid_curves(df)
+    fig.savefig(out / "grid.png", dpi=120, bbox_inches="tight")
+    with pd.option_context("display.width", 120):
+        print(ranks)
+    print(f"wrote {len(df)} cells to {out}/grid.csv, summary.csv, ranking.csv, grid.png")
+    return 0

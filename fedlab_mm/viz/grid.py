@@ -1,0 +1,72 @@
+"""Plots of method x heterogeneity grids (:mod:`fedlab_mm.experiments`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import PALETTE, _plt
+
+#: How each knob reads on an axis, and whether its axis is logarithmic.
+KNOB_AXES = {
+    "alpha": ("Dirichlet alpha (left: more label skew)", True),
+    "missing_rate": ("share of samples missing a modality", False),
+    "labeled_fraction": ("share of labels clients may use", False),
+    "corrupted_fraction": ("share of clients with noise-drowned inputs", False),
+}
+
+
+def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel: str = ""):
+    """``metric`` against each heterogeneity knob the grid varied, one line per method:
+    the mean over seeds with a band of +- one standard deviation.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        :func:`fedlab_mm.experiments.grid`'s rows.
+    metric : str
+        A numeric column, e.g. ``"accuracy"`` or ``"server_accuracy"``.
+    labels : dict, optional
+        Method name -> legend label (default: the names).
+    """
+    from ..methods import BASE, KNOBS
+
+    if metric not in df:
+        raise ValueError(f"metric={metric!r} is not a column; columns: {list(df.columns)}")
+    knobs = [k for k in KNOBS if df[k].nunique() > 1] or ["alpha"]
+    plt = _plt()
+    fig, axes = plt.subplots(
+        1, len(knobs), figsize=(4.3 * len(knobs) + 1.6, 3.6), squeeze=False, sharey=True
+    )
+    methods = list(dict.fromkeys(df["method"]))
+    labels = labels or {}
+    for ax, knob in zip(axes[0], knobs):
+        others = [k for k in KNOBS if k != knob]
+        at_base = np.logical_and.reduce([np.isclose(df[k], BASE[k]) for k in others])
+        rows = df[at_base]
+        for j, method in enumerate(methods):
+            stats = rows[rows.method == method].groupby(knob)[metric].agg(["mean", "std"])
+            stats = stats.dropna(subset=["mean"])
+            if stats.empty:
+                continue
+            colour = PALETTE[j % len(PALETTE)]
+            x, mean, std = stats.index.values, stats["mean"].values, stats["std"].fillna(0).values
+            ax.plot(x, mean, marker="o", color=colour, label=labels.get(method, method))
+            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
+        xlabel, log = KNOB_AXES[knob]
+        values = sorted(rows[knob].unique())
+        if log and min(values) > 0:
+            ax.set_xscale("log")
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+        ax.axvline(BASE[knob], color="#999999", linestyle="--", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.set_title(f"varying {knob}", fontsize=10)
+        ax.grid(alpha=0.3)
+    seeds = df.groupby(["method", *KNOBS]).size()
+    n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
+    axes[0][0].set_ylabel(ylabel or f"{metric.replace('_', ' ')} (mean +- std, {n} seeds)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle("dashed line: the base value every other panel holds fixed", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,153 @@
+"""Grids, their cache, the claims table and the ``fedlab-mm`` command (fedlab_mm.experiments)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fedlab_mm as fm
+from fedlab_mm import experiments as E
+from fedlab_mm.methods import Scale
+
+TINY = Scale(n_samples=600, num_clients=4, rounds=1, epochs=1)
+
+
+def test_settings_from_sweeps_one_knob_at_a_time_and_keeps_the_base_once():
+    out = E.settings_from({"alpha": [0.1, 1.0, 10], "missing_rate": [0.0, 0.5]})
+    assert out == [{}, {"alpha": 0.1}, {"alpha": 10}, {"missing_rate": 0.5}]
+    with pytest.raises(ValueError, match="alfa.*the knobs are"):
+        E.settings_from({"alfa": [1]})
+
+
+def test_bad_names_and_values_list_what_is_allowed():
+    with pytest.raises(ValueError, match="bogus.*valid methods are.*fedavg.*rela"):
+        E.grid(["fedavg", "bogus"], {}, seeds=1, scale=TINY, cache=False)
+    with pytest.raises(ValueError, match="skew.*the knobs are.*alpha"):
+        E.grid(["fedavg"], [{"skew": 1}], seeds=1, scale=TINY, cache=False)
+    for knob, value in (("missing_rate", 1.5), ("alpha", 0), ("labeled_fraction", 0.0)):
+        with pytest.raises(ValueError, match=f"{knob}={value}"):
+            E.grid(["fedavg"], [{knob: value}], seeds=1, scale=TINY, cache=False)
+    with pytest.raises(ValueError, match="seeds=0"):
+        E.grid(["fedavg"], {}, seeds=0, scale=TINY, cache=False)
+    with pytest.raises(ValueError, match="n_samples=50"):
+        Scale(n_samples=50)
+    with pytest.raises(ValueError, match="is not known.*valid methods"):
+        E.run_cell("fedsgd", {}, 0, TINY)
+
+
+def test_grid_is_deterministic_and_resumes_from_its_cache(tmp_path):
+    kw = dict(scale=TINY, progress=False)
+    settings = [{"alpha": 0.3}, {"labeled_fraction": 0.5}]
+    first = E.grid(["fedavg", "local"], settings, seeds=[0, 1], cache=tmp_path, **kw)
+    assert len(first) == 8 and not first.cached.any()
+    assert first.accuracy.between(0, 1).all() and first.served_accuracy.between(0, 1).all()
+    assert first.query("method == 'local'").server_accuracy.isna().all()  # no global model
+    assert (first.query("method == 'local'").uplink_kb == 0).all()
+    again = E.grid(["fedavg", "local"], settings, seeds=[0, 1], cache=False, **kw)
+    cols = ["method", "seed", *E.KNOBS, "accuracy", "served_accuracy", "server_accuracy"]
+    pd.testing.assert_frame_equal(first[cols], again[cols])  # same seed, same numbers
+    # drop one finished cell: a re-run reads the other seven and recomputes that one
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 8
+    files[0].unlink()
+    resumed = E.grid(["fedavg", "local"], settings, seeds=[0, 1], cache=tmp_path, **kw)
+    assert resumed.cached.sum() == 7
+    pd.testing.assert_frame_equal(first[cols], resumed[cols])
+    # a different scale is a different cell
+    longer = Scale(**{**TINY.__dict__, "rounds": 2})
+    other = E.grid(["fedavg"], [{"alpha": 0.3}], [0], scale=longer, cache=tmp_path, progress=False)
+    assert not other.cached.any()
+
+
+def test_grid_in_two_processes_gives_the_one_process_numbers(tmp_path):
+    kw = dict(seeds=[0], scale=TINY, progress=False, cache=False)
+    one = E.grid(["fedavg", "local"], {"alpha": [0.3]}, processes=1, **kw)
+    two = E.grid(["fedavg", "local"], {"alpha": [0.3]}, processes=2, **kw)
+    np.testing.assert_allclose(one.accuracy, two.accuracy, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", list(E.METHODS))
+def test_every_method_runs_a_cell_with_missing_modalities(method):
+    row = E.run_cell(method, {"missing_rate": 0.5, "alpha": 0.5}, seed=0, scale=TINY)
+    assert 0 <= row["accuracy"] <= 1 and row["seconds"] > 0
+    if method in ("local", "sized_local"):
+        assert row["uplink_kb"] == 0 and math.isnan(row["server_accuracy"])
+    else:
+        assert row["uplink_kb"] > 0
+
+
+def test_image_only_methods_drop_captions_and_imageless_samples():
+    setting = E._check_setting({"missing_rate": 0.6})
+    clients, server = fm.methods._clients(setting, 0, TINY)
+    views, _, test = E.METHODS["fedalign"].build(clients, server, TINY)
+    for raw, view in zip(clients, views):
+        assert view.train.names == ["image"]
+        assert len(view.train) == int(raw.train.present[:, 0].sum()) > 0
+        assert view.train.present.all()
+
+
+def _claim_df(diffs):
+    rows = []
+    for seed, d in enumerate(diffs):
+        for method, acc in (("fedepa", 0.5 + d), ("fedavg", 0.5)):
+            rows.append({"method": method, "seed": seed, **E.BASE, "alpha": 0.1,
+                         "labeled_fraction": 0.1, "accuracy": acc, "uplink_kb": 1.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "diffs, verdict",
+    [([0.1, 0.02, 0.05], "holds"), ([0.1, -0.02, 0.05], "mixed"), ([-0.1, -0.2], "does not hold")],
+)
+def test_claims_table_verdict_is_per_seed(diffs, verdict):
+    table = E.claims_table(_claim_df(diffs), claims=E.CLAIMS[:1])
+    assert table.verdict.tolist() == [verdict]
+    assert f"({sum(d > 0 for d in diffs)}/{len(diffs)} seeds)" in table.difference[0]
+    with pytest.raises(ValueError, match="no cells for"):
+        E.claims_table(_claim_df(diffs), claims=E.CLAIMS[2:3])
+
+
+def test_claim_cells_cover_every_claim_once():
+    cells = E.claim_cells()
+    assert len(cells) == len(set((m, tuple(sorted(s.items()))) for m, s in cells))
+    for c in E.CLAIMS:
+        assert (c.method, c.setting) in cells and (c.baseline, c.setting) in cells
+        assert c.method in E.METHODS and c.baseline in E.METHODS
+
+
+def test_ranking_and_summary():
+    means = (("a", 0.5), ("b", 0.7), ("c", 0.6))
+    rows = [{"method": m, "seed": s, **E.BASE, "accuracy": a + 0.01 * s}
+            for m, a in means for s in range(3)]  # fmt: skip
+    df = pd.DataFrame(rows)
+    assert E.ranking(df).iloc[0].to_dict() == {"a": 3, "b": 1, "c": 2}
+    summ = E.summary(df).set_index("method")
+    assert summ.loc["b", "mean"] == pytest.approx(0.71) and summ.loc["b", "count"] == 3
+    with pytest.raises(ValueError, match="metric='acc'"):
+        E.summary(df, "acc")
+
+
+def test_cli_runs_a_tiny_grid_end_to_end(tmp_path, capsys):
+    args = ["grid", "--methods", "fedavg,local", "--alpha", "0.3,1", "--seeds", "1",
+            "--out", str(tmp_path), "--samples", "600", "--clients", "4", "--rounds", "1",
+            "--quiet"]  # fmt: skip
+    assert E.main(args) == 0
+    df = pd.read_csv(tmp_path / "grid.csv")
+    assert len(df) == 4 and set(df.method) == {"fedavg", "local"}
+    for name in ("summary.csv", "ranking.csv", "grid.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "wrote 4 cells" in capsys.readouterr().out
+    assert E.main(args) == 0  # cached: the second run trains nothing
+    assert pd.read_csv(tmp_path / "grid.csv").cached.all()
+    assert E.main(["grid", "--methods", "fedavg,nope", "--out", str(tmp_path)]) == 2
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        E.main(["grid", "--alpha", "one,two"])
+
+
+def test_cli_help_names_every_method(capsys):
+    with pytest.raises(SystemExit):
+        E.main(["grid", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in E.METHODS) and "--alpha" in text
