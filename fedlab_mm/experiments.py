@@ -407,7 +407,7 @@ def main(argv=None) -> int:
 
     fig = grid_curves(df)
     fig.savefig(out / "grid.png", dpi=120, bbox_inches="tight")
-    with pd.option_context("display.width", 120):
+    with pd.option_context("display.width", 200, "display.max_columns", None):
         print(ranks)
     print(f"wrote {len(df)} cells to {out}/grid.csv, summary.csv, ranking.csv, grid.png")
     return 0

@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 
-import torch
-
 from . import broadcast, clip, completion, config, data, hetero, overlays, partition, transfer
 from .aggregation import CKAGraph
 from .decomposition import fedepa
@@ -56,7 +54,7 @@ __all__ = ["BASE", "KNOBS", "METHODS", "Method", "Scale", "Server", "cell_key", 
 BASE = {"alpha": 1.0, "missing_rate": 0.0, "labeled_fraction": 1.0, "corrupted_fraction": 0.0}
 KNOBS = tuple(BASE)
 #: Bumped whenever a cell's meaning changes, so stale cached cells are not reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,10 +98,9 @@ def _map(clients, fn) -> list[ClientData]:
 
 
 def _towers(ds):
-    """Images through the frozen public tower (64-d); captions as they are."""
-    images = ds.modalities["image"]
-    feats = torch.cat([image_features(images[i : i + 512]) for i in range(0, len(images), 512)])
-    return ds.replace(modalities={**ds.modalities, "image": feats})
+    """Images through the frozen public tower (64-d); captions as they are. Applied to one
+    client's split (or the server's) at a time, so the batch is small."""
+    return ds.replace(modalities={**ds.modalities, "image": image_features(ds.modalities["image"])})
 
 
 def _image_only(features: Callable):

@@ -26,20 +26,23 @@ def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel
     metric : str
         A numeric column, e.g. ``"accuracy"`` or ``"server_accuracy"``.
     labels : dict, optional
-        Method name -> legend label (default: the names).
+        Method name -> legend label (default: the labels of
+        :data:`fedlab_mm.methods.METHODS`, or the name for methods not there).
     """
-    from ..methods import BASE, KNOBS
+    from ..methods import BASE, KNOBS, METHODS
 
     if metric not in df:
         raise ValueError(f"metric={metric!r} is not a column; columns: {list(df.columns)}")
     knobs = [k for k in KNOBS if df[k].nunique() > 1] or ["alpha"]
     plt = _plt()
+    ncols = 2 if len(knobs) == 4 else len(knobs)  # four panels read better as 2 x 2
+    nrows = -(-len(knobs) // ncols)
     fig, axes = plt.subplots(
-        1, len(knobs), figsize=(4.3 * len(knobs) + 1.6, 3.6), squeeze=False, sharey=True
+        nrows, ncols, figsize=(4.6 * ncols + 1.8, 3.4 * nrows), squeeze=False, sharey=True
     )
     methods = list(dict.fromkeys(df["method"]))
-    labels = labels or {}
-    for ax, knob in zip(axes[0], knobs):
+    labels = {**{k: m.label for k, m in METHODS.items()}, **(labels or {})}
+    for ax, knob in zip(axes.flat, knobs):
         others = [k for k in KNOBS if k != knob]
         at_base = np.logical_and.reduce([np.isclose(df[k], BASE[k]) for k in others])
         rows = df[at_base]
@@ -64,9 +67,13 @@ def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel
         ax.grid(alpha=0.3)
     seeds = df.groupby(["method", *KNOBS]).size()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    axes[0][0].set_ylabel(ylabel or f"{metric.replace('_', ' ')} (mean +- std, {n} seeds)")
+    for row in axes:
+        row[0].set_ylabel(ylabel or f"{metric.replace('_', ' ')}\n(mean +- std, {n} seeds)")
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
-    fig.suptitle("dashed line: the base value every other panel holds fixed", fontsize=9)
+    for ax in axes.flat[len(knobs) :]:
+        ax.set_visible(False)
+    if len(knobs) > 1:
+        fig.suptitle("dashed line: the base value the other panels hold fixed", fontsize=9)
     fig.tight_layout()
     return fig
