@@ -45,8 +45,8 @@ __all__ = [
     "run_cell",
     "run_claims",
     "settings_from",
+    "setting_label",
     "summary",
-    "varied",
 ]
 
 
@@ -99,7 +99,9 @@ def grid(
     cache : path, optional
         Folder of finished cells (one JSON file each); a re-run reads them instead of
         training again. Default: ``grid/`` in :func:`fedlab_mm.config.cache_dir`; ``False``
-        turns caching off.
+        turns caching off. A cell's file name hashes its method, setting, seed, scale and
+        :data:`fedlab_mm.methods.CACHE_VERSION`, not the code: after editing a recipe,
+        empty the folder (or bump the version) so old results are not reused.
     processes : int
         Run cells in this many worker processes (each with one torch thread). The workers
         are spawned, so a script that passes ``processes > 1`` needs the usual
@@ -180,26 +182,27 @@ def _run(cells: list, cache, processes: int, progress: bool) -> pd.DataFrame:
     return pd.DataFrame([rows[i] for i in range(len(cells))])
 
 
-def varied(df: pd.DataFrame) -> pd.Series:
-    """Which knob each row's setting moves away from :data:`BASE` (``"base"`` for none,
-    ``"several"`` when more than one moves)."""
+def setting_label(df: pd.DataFrame) -> pd.Series:
+    """Each row's setting in words: the knobs it moves away from :data:`BASE`, e.g.
+    ``"alpha 0.1, labeled_fraction 0.1"``, or ``"base"`` when it moves none."""
 
     def one(row):
-        moved = [k for k in KNOBS if not math.isclose(row[k], BASE[k])]
-        return moved[0] if len(moved) == 1 else ("base" if not moved else "several")
+        moved = [f"{k} {row[k]:g}" for k in KNOBS if not math.isclose(row[k], BASE[k])]
+        return ", ".join(moved) or "base"
 
-    return df.apply(one, axis=1)
+    return df.apply(one, axis=1) if len(df) else pd.Series([], dtype=str)
 
 
 def ranking(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Methods ranked per setting by mean ``metric`` over seeds (1 = best).
+    """Methods ranked per setting by mean ``metric`` over seeds (1 = best; ties share a rank).
 
-    One row per setting (the knobs), one column per method, holding ``rank``; see
-    :func:`summary` for the means and spreads behind it.
+    One row per setting (:func:`setting_label`), one column per method. Ranks read the means
+    only: two methods whose seed-to-seed bands overlap may swap places in another run; see
+    :func:`summary` for the spreads.
     """
-    means = summary(df, metric).pivot_table(
-        index=list(KNOBS), columns="method", values="mean", sort=False
-    )
+    table = summary(df, metric)
+    table["setting"] = setting_label(table)
+    means = table.pivot_table(index="setting", columns="method", values="mean", sort=False)
     return means.rank(axis=1, ascending=False, method="min").astype(int)
 
 
@@ -243,11 +246,25 @@ CLAIMS = (
         "served_accuracy",
     ),
     Claim(
+        "FedEPA (ALA), after training",
+        "the same, measured after each client's local epochs",
+        {"alpha": 0.1},
+        "ala",
+        "fedavg",
+    ),
+    Claim(
         "FedMVP",
         "frozen-model completion + MCM/RAM + CKA graph beats baselines at high missing rates",
         {"missing_rate": 0.8},
         "fedmvp",
         "zero_fill",
+    ),
+    Claim(
+        "FedMVP, beyond completion",
+        "MCM/RAM and the CKA server add to frozen-model completion",
+        {"missing_rate": 0.8},
+        "fedmvp",
+        "frozen_fill",
     ),
     Claim(
         "FedMVP (CKA graph)",
@@ -298,9 +315,11 @@ def run_claims(
 
 
 def claims_table(df: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
-    """Each claim with both methods' mean +- std over seeds, the per-seed difference, the
-    uplink per client and round, and a verdict: ``holds`` when the method wins on every
-    seed, ``does not hold`` when it loses on every seed, ``mixed`` otherwise."""
+    """Each claim with both methods' mean ± std over seeds, the mean per-seed difference, the
+    seeds the method won, the uplink per client and round, and a verdict: ``holds`` when the
+    method wins on every seed, ``does not hold`` when it loses on every seed, ``mixed``
+    otherwise. With 3 seeds, a clean sweep is indicative, not proof: by chance alone it
+    happens one time in eight."""
     rows = []
     for c in claims:
         full = _check_setting(c.setting)
@@ -314,16 +333,18 @@ def claims_table(df: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
         a, b = cell.loc[c.method], cell.loc[c.baseline]
         diff = (a - b).dropna()
         verdict = "holds" if (diff > 0).all() else "does not hold" if (diff < 0).all() else "mixed"
-        setting = ", ".join(f"{k} {v:g}" for k, v in c.setting.items()) or "base"
         rows.append(
             {
                 "paper": c.paper,
                 "claim": c.claim,
-                "setting": setting,
+                "setting": ", ".join(f"{k} {v:g}" for k, v in c.setting.items()) or "base",
                 "metric": c.metric,
-                "method": f"{METHODS[c.method].label}: {a.mean():.3f} +- {a.std():.3f}",
-                "baseline": f"{METHODS[c.baseline].label}: {b.mean():.3f} +- {b.std():.3f}",
-                "difference": f"{diff.mean():+.3f} ({(diff > 0).sum()}/{len(diff)} seeds)",
+                "method": METHODS[c.method].label,
+                "method score": f"{a.mean():.3f} ± {a.std():.3f}",
+                "baseline": METHODS[c.baseline].label,
+                "baseline score": f"{b.mean():.3f} ± {b.std():.3f}",
+                "difference": round(float(diff.mean()), 3),
+                "seeds won": f"{int((diff > 0).sum())}/{len(diff)}",
                 "uplink kB": f"{up.loc[c.method].mean():.0f} vs {up.loc[c.baseline].mean():.0f}",
                 "verdict": verdict,
             }

@@ -103,7 +103,8 @@ def _claim_df(diffs):
 def test_claims_table_verdict_is_per_seed(diffs, verdict):
     table = E.claims_table(_claim_df(diffs), claims=E.CLAIMS[:1])
     assert table.verdict.tolist() == [verdict]
-    assert f"({sum(d > 0 for d in diffs)}/{len(diffs)} seeds)" in table.difference[0]
+    assert table["seeds won"][0] == f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
+    assert table.difference[0] == pytest.approx(sum(diffs) / len(diffs), abs=5e-4)  # rounded
     with pytest.raises(ValueError, match="no cells for"):
         E.claims_table(_claim_df(diffs), claims=E.CLAIMS[2:3])
 
@@ -121,7 +122,9 @@ def test_ranking_and_summary():
     rows = [{"method": m, "seed": s, **E.BASE, "accuracy": a + 0.01 * s}
             for m, a in means for s in range(3)]  # fmt: skip
     df = pd.DataFrame(rows)
-    assert E.ranking(df).iloc[0].to_dict() == {"a": 3, "b": 1, "c": 2}
+    assert E.ranking(df).loc["base"].to_dict() == {"a": 3, "b": 1, "c": 2}
+    moved = df.assign(alpha=0.1, labeled_fraction=0.3)
+    assert E.setting_label(moved).iloc[0] == "alpha 0.1, labeled_fraction 0.3"
     summ = E.summary(df).set_index("method")
     assert summ.loc["b", "mean"] == pytest.approx(0.71) and summ.loc["b", "count"] == 3
     with pytest.raises(ValueError, match="metric='acc'"):

@@ -141,3 +141,8 @@ def test_grid_curves():
     assert fig.legends[0].get_texts()[0].get_text() == "FedAvg"
     with pytest.raises(ValueError, match="metric='nope'"):
         fm.viz.grid_curves(pd.DataFrame(rows), metric="nope")
+    metrics = {"served_accuracy": "served", "accuracy": "trained"}
+    bars = fm.viz.method_bars(pd.DataFrame(rows).assign(served_accuracy=0.4), metrics, title="t")
+    ax = bars.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["FedAvg", "local only"]
+    assert len(ax.patches) == 4 and ax.get_xlim()[0] == pytest.approx(0.3)

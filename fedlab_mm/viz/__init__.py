@@ -22,7 +22,7 @@ from .data import (
     spectrogram,
 )
 from .features import attention_map, feature_projection, recovery_curves
-from .grid import grid_curves
+from .grid import grid_curves, method_bars
 from .hetero import accuracy_by_size, recovery_vs_noise, relevance_maps
 from .partitions import (
     availability,
@@ -46,6 +46,7 @@ __all__ = [
     "PALETTE",
     "draw_curves",
     "grid_curves",
+    "method_bars",
     "spectrogram",
     "show_sample",
     "sample_grid",

@@ -17,7 +17,7 @@ KNOB_AXES = {
 
 def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel: str = ""):
     """``metric`` against each heterogeneity knob the grid varied, one line per method:
-    the mean over seeds with a band of +- one standard deviation.
+    the mean over seeds with a band of ± one standard deviation.
 
     Parameters
     ----------
@@ -68,12 +68,52 @@ def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel
     seeds = df.groupby(["method", *KNOBS]).size()
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     for row in axes:
-        row[0].set_ylabel(ylabel or f"{metric.replace('_', ' ')}\n(mean +- std, {n} seeds)")
+        row[0].set_ylabel(ylabel or f"{metric.replace('_', ' ')}\n(mean ± std, {n} seeds)")
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     for ax in axes.flat[len(knobs) :]:
         ax.set_visible(False)
     if len(knobs) > 1:
         fig.suptitle("dashed line: the base value the other panels hold fixed", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def method_bars(df, metrics: dict, labels: dict | None = None, title: str = ""):
+    """Horizontal bars, one group per method (in the order of ``df``), one bar per metric:
+    the mean over seeds with ± one standard deviation as an error bar.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Grid rows for one setting (:func:`fedlab_mm.experiments.grid`).
+    metrics : dict
+        Column -> legend label, e.g. ``{"served_accuracy": "served", "accuracy": "trained"}``.
+    labels : dict, optional
+        Method name -> axis label (default: the labels of :data:`fedlab_mm.methods.METHODS`).
+    """
+    from ..methods import METHODS
+
+    methods = list(dict.fromkeys(df["method"]))
+    labels = {**{k: m.label for k, m in METHODS.items()}, **(labels or {})}
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.6 * len(methods)))
+    width = 0.8 / len(metrics)
+    lowest = 1.0
+    for j, (metric, name) in enumerate(metrics.items()):
+        stats = df.groupby("method", sort=False)[metric].agg(["mean", "std", "count"])
+        stats = stats.loc[methods]
+        offset = (j - (len(metrics) - 1) / 2) * width  # bars of one method side by side
+        ax.barh(np.arange(len(methods)) + offset, stats["mean"], xerr=stats["std"].fillna(0),
+                height=width * 0.95, color=PALETTE[j % len(PALETTE)], label=name)  # fmt: skip
+        lowest = min(lowest, float((stats["mean"] - stats["std"].fillna(0)).min()))
+    seeds = int(stats["count"].max())
+    ax.set_yticks(range(len(methods)), [labels.get(m, m) for m in methods])
+    ax.invert_yaxis()  # the first method on top
+    ax.set_xlim(max(0.0, np.floor(lowest * 10 - 0.5) / 10), 1.0)
+    ax.set_xlabel(f"accuracy on the clients' own test data (mean ± std, {seeds} seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(metrics))
     fig.tight_layout()
     return fig
