@@ -14,7 +14,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audio]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,audio,flower]"
 	touch $(STAMP)
 
 lab: $(STAMP)

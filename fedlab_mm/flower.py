@@ -1,0 +1,300 @@
+"""The kit's clients and strategies on Flower: for when one machine is no longer enough.
+
+Optional extra: ``pip install -c constraints.txt -e ".[flower]"`` (``flwr[simulation]``, which
+brings Ray). The kit's engine (:mod:`fedlab_mm.federated`) already speaks in Flower's terms, so
+this module is a thin translation of the same objects:
+
+- :func:`client_app`: a Flower ``ClientApp`` whose ``train``/``evaluate`` handlers build a
+  kit :class:`~fedlab_mm.client.Client` for the node's partition, restore its private state
+  (local model, learned weights) from ``Context.state``, run the kit's ``fit`` and reply with
+  the kit's :class:`~fedlab_mm.client.ClientUpdate` as records. A ``query`` handler tells the
+  server which kit client a node is.
+- :class:`KitStrategy`: a subclass of Flower's message-API ``FedAvg`` that sends every node the
+  state the kit strategy chose for its client (one global model, or one per client for
+  personalised strategies) and aggregates with the kit strategy's own ``aggregate``.
+- :func:`server_app`: a ``ServerApp`` that matches nodes to clients, then runs the rounds.
+- :func:`run_simulation`: both apps on Flower's simulation engine; returns the final global
+  state and the evaluation metrics, to compare with the kit's :class:`Simulation`.
+
+The client's randomness is seeded from ``(seed, round, client)`` exactly as in the kit's
+engine, and the server aggregates the replies in client order, so the same seed, clients and
+strategy give the same global state on both engines (up to float rounding).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .client import Client, ClientUpdate
+from .federated import Recipe, client_seed
+from .models import build_model
+
+__all__ = ["KitStrategy", "client_app", "run_simulation", "server_app", "to_record", "from_record"]
+
+INSTALL = 'pip install -c constraints.txt -e ".[flower]"'
+
+
+def _flwr():
+    try:
+        import flwr  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"fedlab_mm.flower needs Flower: {INSTALL}") from err
+    from flwr import app, clientapp, serverapp
+
+    return app, clientapp, serverapp
+
+
+def to_record(state: dict):
+    """A dict of tensors as a Flower ``ArrayRecord`` (an empty one for an empty dict)."""
+    app, _, _ = _flwr()
+    if not state:
+        return app.ArrayRecord()
+    return app.ArrayRecord(torch_state_dict={k: v.detach().cpu() for k, v in state.items()})
+
+
+def from_record(record) -> dict[str, torch.Tensor]:
+    """A Flower ``ArrayRecord`` back as a dict of tensors (keys and dtypes kept)."""
+    return {k: v.clone() for k, v in record.to_torch_state_dict().items()} if record else {}
+
+
+def _spec_of(spec, client_id: int):
+    return spec[client_id] if isinstance(spec, dict) else spec
+
+
+# ----------------------------------------------------------------- client side
+def client_app(clients, recipe: Recipe, seed: int = 0):
+    """A Flower ``ClientApp`` running the kit's clients.
+
+    Node ``k`` (its ``partition-id`` in the simulation engine, or ``node_config`` on a real
+    deployment) is ``clients[k]``. Each message rebuilds the kit client and restores what it
+    kept from earlier rounds from ``Context.state``, so personal models and learned mixing
+    weights persist as they do in the kit's engine.
+    """
+    app, clientapp, _ = _flwr()
+    clients = list(clients)
+    spec, trainer, strategy = recipe
+
+    def restore(context, received=None) -> Client:
+        index = int(context.node_config.get("partition-id", -1))
+        if not 0 <= index < len(clients):
+            raise ValueError(
+                f"node partition-id={index} is not a client index 0..{len(clients) - 1}"
+            )
+        data = clients[index]
+        client = Client(data, _spec_of(spec, data.client_id), trainer)
+        if "model" in context.state:
+            client.model.load_state_dict(from_record(context.state["model"]))
+            client.state = from_record(context.state["private"])
+            client.rounds_trained = int(context.state["meta"]["rounds"])
+        elif received:  # first contact: start from the server's weights, as the kit does
+            client.model.load_state_dict(received, strict=False)
+        return client
+
+    def keep(client: Client, context) -> None:
+        context.state["model"] = to_record(client.model.state_dict())
+        context.state["private"] = to_record(client.state)
+        context.state["meta"] = app.ConfigRecord({"rounds": client.rounds_trained})
+
+    flower = clientapp.ClientApp()
+
+    @flower.query()
+    def query(msg, context):
+        client = restore(context)
+        reply = app.ConfigRecord({"client-id": client.client_id})
+        return app.Message(app.RecordDict({"config": reply}), reply_to=msg)
+
+    @flower.train()
+    def train(msg, context):
+        received = from_record(msg.content["arrays"])
+        rnd = int(msg.content["config"]["server-round"])
+        client = restore(context, received)
+        update = client.fit(
+            received, rnd, client_seed(seed, rnd, client.client_id), strategy.client_losses()
+        )
+        keep(client, context)
+        metrics = {"num-examples": update.num_samples, "client-id": client.client_id}
+        metrics.update({k: float(v) for k, v in update.metrics.items()})
+        content = {"arrays": to_record(update.state), "payload": to_record(update.payload)}
+        content["metrics"] = app.MetricRecord(metrics)
+        return app.Message(app.RecordDict(content), reply_to=msg)
+
+    @flower.evaluate()
+    def evaluate(msg, context):
+        from .client import evaluate as score
+
+        client = restore(context)
+        metrics = {"num-examples": len(client.data.test), "client-id": client.client_id}
+        metrics.update({f"personal-{k}": v for k, v in client.evaluate().items()})
+        received = from_record(msg.content["arrays"])
+        if received:
+            served = build_model(client.spec)
+            served.load_state_dict(received, strict=False)
+            metrics.update({f"served-{k}": v for k, v in score(served, client.data.test).items()})
+        return app.Message(app.RecordDict({"metrics": app.MetricRecord(metrics)}), reply_to=msg)
+
+    return flower
+
+
+# ----------------------------------------------------------------- server side
+def _kit_strategy_class():
+    from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
+
+    class _KitStrategy(FlowerFedAvg):
+        """Flower's FedAvg with the kit strategy's messages and aggregation.
+
+        ``client_of`` maps Flower node ids to kit client ids; ``global_state`` is the kit's
+        global state (``{}`` for personalised strategies without one).
+        """
+
+        def __init__(self, strategy, global_state: dict, client_of: dict) -> None:
+            n = len(client_of)
+            super().__init__(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
+            self.kit, self.global_state, self.client_of = strategy, global_state, client_of
+            self.history: list[dict] = []
+
+        def _messages(self, rnd: int, config, message_type: str):
+            app, _, _ = _flwr()
+            config["server-round"] = rnd
+            out = []
+            for node, cid in sorted(self.client_of.items(), key=lambda kv: kv[1]):
+                state = self.kit.message(cid, self.global_state)
+                content = app.RecordDict({"arrays": to_record(state), "config": config})
+                out.append(app.Message(content, node, message_type))
+            return out
+
+        def configure_train(self, server_round, arrays, config, grid):
+            return self._messages(server_round, config, _flwr()[0].MessageType.TRAIN)
+
+        def configure_evaluate(self, server_round, arrays, config, grid):
+            return self._messages(server_round, config, _flwr()[0].MessageType.EVALUATE)
+
+        def aggregate_train(self, server_round, replies):
+            replies = _checked(replies, "train")
+            updates = []
+            for msg in replies:
+                metrics = dict(msg.content["metrics"])
+                cid, n = int(metrics.pop("client-id")), int(metrics.pop("num-examples"))
+                state, payload = (
+                    from_record(msg.content["arrays"]),
+                    from_record(msg.content["payload"]),
+                )
+                updates.append(ClientUpdate(cid, state, n, metrics, payload))
+            updates.sort(key=lambda u: u.client_id)  # the kit's order: sums round the same way
+            self.global_state = self.kit.aggregate(server_round, self.global_state, updates)
+            return to_record(self.global_state), None
+
+        def aggregate_evaluate(self, server_round, replies):
+            app, _, _ = _flwr()
+            for msg in _checked(replies, "evaluate"):
+                metrics = dict(msg.content["metrics"])
+                cid = int(metrics.pop("client-id"))
+                self.history.append({"round": server_round, "client": cid, **metrics})
+            return app.MetricRecord({})
+
+    return _KitStrategy
+
+
+def _checked(replies, what: str) -> list:
+    replies = list(replies)
+    errors = [m for m in replies if m.has_error()]
+    if errors:
+        reasons = "; ".join(f"node {m.metadata.src_node_id}: {m.error.reason}" for m in errors)
+        raise RuntimeError(f"{len(errors)} of {len(replies)} {what} replies failed: {reasons}")
+    return replies
+
+
+def KitStrategy(strategy, global_state: dict, client_of: dict):  # noqa: N802 - a class factory
+    """The kit ``strategy`` as a Flower message-API strategy (a subclass of Flower's
+    ``FedAvg``, built when Flower is installed)."""
+    return _kit_strategy_class()(strategy, global_state, client_of)
+
+
+def _match_nodes(grid, num_clients: int, timeout: float) -> dict[int, int]:
+    """Wait for ``num_clients`` nodes and ask each which kit client it is."""
+    app, _, _ = _flwr()
+    start = time.monotonic()
+    while len(nodes := list(grid.get_node_ids())) < num_clients:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{len(nodes)} of {num_clients} nodes connected in {timeout} s")
+        time.sleep(0.2)
+    query = [
+        app.Message(app.RecordDict({"config": app.ConfigRecord({})}), n, app.MessageType.QUERY)
+        for n in nodes
+    ]
+    replies = _checked(grid.send_and_receive(query, timeout=timeout), "query")
+    client_of = {m.metadata.src_node_id: int(m.content["config"]["client-id"]) for m in replies}
+    if sorted(client_of.values()) != sorted(set(client_of.values())):
+        raise ValueError(f"two nodes claim the same client: {client_of}")
+    return client_of
+
+
+def server_app(recipe: Recipe, num_clients: int, rounds: int, seed: int = 0, out=None,
+               timeout: float = 600.0):  # fmt: skip
+    """A Flower ``ServerApp`` running ``recipe``'s strategy for ``rounds`` rounds.
+
+    The initial global state is the kit's (``build_model(spec, seed)``), so both engines start
+    from the same weights. With ``out`` (a folder), the final global state is saved there as
+    ``global.safetensors`` and the clients' evaluation rows and the state's key order as
+    ``history.json``.
+    """
+    _, _, serverapp = _flwr()
+    from safetensors.torch import save_file
+
+    spec, _, strategy = recipe
+    flower = serverapp.ServerApp()
+
+    @flower.main()
+    def main(grid, context):
+        client_of = _match_nodes(grid, num_clients, timeout)
+        initial = {} if isinstance(spec, dict) else dict(build_model(spec, seed=seed).state_dict())
+        strategy.setup(initial, sorted(client_of.values()))
+        fl = KitStrategy(strategy, initial, client_of)
+        fl.start(grid, initial_arrays=to_record(initial), num_rounds=rounds, timeout=timeout)
+        if out is not None:
+            folder = Path(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in fl.global_state.items()},
+                      folder / "global.safetensors")  # fmt: skip
+            order = list(fl.global_state)  # safetensors stores keys sorted; keep the model's order
+            (folder / "history.json").write_text(json.dumps({"rows": fl.history, "keys": order}))
+
+    return flower
+
+
+def run_simulation(clients, recipe: Recipe, rounds: int, seed: int = 0, num_cpus: int = 1,
+                   verbose: bool = False):  # fmt: skip
+    """Run ``recipe`` on ``clients`` on Flower's simulation engine (Ray).
+
+    Returns ``(global_state, history)``: the final global state (a dict of tensors, ``{}`` for
+    personalised strategies) and a pandas DataFrame of each client's evaluation per round
+    (``personal-accuracy``: its own model; ``served-accuracy``: what the server sent it).
+    Ray starts in about 10-20 s; each client gets ``num_cpus`` CPUs.
+    """
+    import pandas as pd
+    from flwr.simulation import run_simulation as flower_run
+    from safetensors.torch import load_file
+
+    clients = list(clients)
+    if not clients:
+        raise ValueError("clients is empty: give at least one ClientData")
+    with tempfile.TemporaryDirectory() as tmp:
+        flower_run(
+            server_app=server_app(recipe, len(clients), rounds, seed, out=tmp),
+            client_app=client_app(clients, recipe, seed),
+            num_supernodes=len(clients),
+            backend_config={"client_resources": {"num_cpus": num_cpus, "num_gpus": 0.0}},
+            verbose_logging=verbose,
+        )
+        path = Path(tmp) / "global.safetensors"
+        if not path.exists():
+            raise RuntimeError("the Flower run ended without a result; rerun with verbose=True")
+        saved = json.loads((Path(tmp) / "history.json").read_text())
+        tensors = load_file(path)
+        state = {k: tensors[k] for k in saved["keys"]}
+        history = pd.DataFrame(saved["rows"])
+    return state, history
