@@ -141,62 +141,61 @@ def client_app(clients, recipe: Recipe, seed: int = 0):
 
 
 # ----------------------------------------------------------------- server side
-def _kit_strategy_class():
-    from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
+try:  # the extra may be missing: the module still imports, and says what to install on use
+    from flwr.serverapp.strategy import FedAvg as _FlowerFedAvg
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _FlowerFedAvg = object
 
-    class _KitStrategy(FlowerFedAvg):
-        """Flower's FedAvg with the kit strategy's messages and aggregation.
 
-        ``client_of`` maps Flower node ids to kit client ids; ``global_state`` is the kit's
-        global state (``{}`` for personalised strategies without one).
-        """
+class KitStrategy(_FlowerFedAvg):
+    """A kit strategy as a Flower message-API strategy: Flower's ``FedAvg`` with the kit
+    strategy's messages (one global state, or one per client) and its ``aggregate``.
 
-        def __init__(self, strategy, global_state: dict, client_of: dict) -> None:
-            n = len(client_of)
-            super().__init__(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
-            self.kit, self.global_state, self.client_of = strategy, global_state, client_of
-            self.history: list[dict] = []
+    ``client_of`` maps Flower node ids to kit client ids; ``global_state`` is the kit's global
+    state (``{}`` for personalised strategies without one); ``history`` collects the clients'
+    evaluation rows.
+    """
 
-        def _messages(self, rnd: int, config, message_type: str):
-            app, _, _ = _flwr()
-            config["server-round"] = rnd
-            out = []
-            for node, cid in sorted(self.client_of.items(), key=lambda kv: kv[1]):
-                state = self.kit.message(cid, self.global_state)
-                content = app.RecordDict({"arrays": to_record(state), "config": config})
-                out.append(app.Message(content, node, message_type))
-            return out
+    def __init__(self, strategy, global_state: dict, client_of: dict) -> None:
+        _flwr()
+        n = len(client_of)
+        super().__init__(min_train_nodes=n, min_evaluate_nodes=n, min_available_nodes=n)
+        self.kit, self.global_state, self.client_of = strategy, global_state, client_of
+        self.history: list[dict] = []
 
-        def configure_train(self, server_round, arrays, config, grid):
-            return self._messages(server_round, config, _flwr()[0].MessageType.TRAIN)
+    def _messages(self, rnd: int, config, message_type: str):
+        app, _, _ = _flwr()
+        config["server-round"] = rnd
+        out = []
+        for node, cid in sorted(self.client_of.items(), key=lambda kv: kv[1]):
+            state = self.kit.message(cid, self.global_state)
+            content = app.RecordDict({"arrays": to_record(state), "config": config})
+            out.append(app.Message(content, node, message_type))
+        return out
 
-        def configure_evaluate(self, server_round, arrays, config, grid):
-            return self._messages(server_round, config, _flwr()[0].MessageType.EVALUATE)
+    def configure_train(self, server_round, arrays, config, grid):
+        return self._messages(server_round, config, _flwr()[0].MessageType.TRAIN)
 
-        def aggregate_train(self, server_round, replies):
-            replies = _checked(replies, "train")
-            updates = []
-            for msg in replies:
-                metrics = dict(msg.content["metrics"])
-                cid, n = int(metrics.pop("client-id")), int(metrics.pop("num-examples"))
-                state, payload = (
-                    from_record(msg.content["arrays"]),
-                    from_record(msg.content["payload"]),
-                )
-                updates.append(ClientUpdate(cid, state, n, metrics, payload))
-            updates.sort(key=lambda u: u.client_id)  # the kit's order: sums round the same way
-            self.global_state = self.kit.aggregate(server_round, self.global_state, updates)
-            return to_record(self.global_state), None
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        return self._messages(server_round, config, _flwr()[0].MessageType.EVALUATE)
 
-        def aggregate_evaluate(self, server_round, replies):
-            app, _, _ = _flwr()
-            for msg in _checked(replies, "evaluate"):
-                metrics = dict(msg.content["metrics"])
-                cid = int(metrics.pop("client-id"))
-                self.history.append({"round": server_round, "client": cid, **metrics})
-            return app.MetricRecord({})
+    def aggregate_train(self, server_round, replies):
+        updates = []
+        for msg in _checked(replies, "train"):
+            metrics = dict(msg.content["metrics"])
+            cid, n = int(metrics.pop("client-id")), int(metrics.pop("num-examples"))
+            state, payload = from_record(msg.content["arrays"]), from_record(msg.content["payload"])
+            updates.append(ClientUpdate(cid, state, n, metrics, payload))
+        updates.sort(key=lambda u: u.client_id)  # the kit's order: sums round the same way
+        self.global_state = self.kit.aggregate(server_round, self.global_state, updates)
+        return to_record(self.global_state), None
 
-    return _KitStrategy
+    def aggregate_evaluate(self, server_round, replies):
+        for msg in _checked(replies, "evaluate"):
+            metrics = dict(msg.content["metrics"])
+            cid = int(metrics.pop("client-id"))
+            self.history.append({"round": server_round, "client": cid, **metrics})
+        return _flwr()[0].MetricRecord({})
 
 
 def _checked(replies, what: str) -> list:
@@ -206,12 +205,6 @@ def _checked(replies, what: str) -> list:
         reasons = "; ".join(f"node {m.metadata.src_node_id}: {m.error.reason}" for m in errors)
         raise RuntimeError(f"{len(errors)} of {len(replies)} {what} replies failed: {reasons}")
     return replies
-
-
-def KitStrategy(strategy, global_state: dict, client_of: dict):  # noqa: N802 - a class factory
-    """The kit ``strategy`` as a Flower message-API strategy (a subclass of Flower's
-    ``FedAvg``, built when Flower is installed)."""
-    return _kit_strategy_class()(strategy, global_state, client_of)
 
 
 def _match_nodes(grid, num_clients: int, timeout: float) -> dict[int, int]:

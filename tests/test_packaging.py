@@ -39,13 +39,13 @@ def test_environment_yml_equals_constraints():
     text = (ROOT / "environment.yml").read_text()
     pip_section = text.split("- pip:", 1)[1].splitlines()
     assert _pins(pip_section) == constraints()
-    assert "-e .[dev,audio]" in text
+    assert "-e .[dev,audio,flower]" in text
 
 
 def test_every_dependency_is_pinned_within_its_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"])
-    for extra in ("dev", "audio"):
+    for extra in ("dev", "audio", "flower"):
         reqs += project["optional-dependencies"][extra]
     pins = constraints()
     for text in reqs:
