@@ -186,11 +186,13 @@ def setting_label(df: pd.DataFrame) -> pd.Series:
     """Each row's setting in words: the knobs it moves away from :data:`BASE`, e.g.
     ``"alpha 0.1, labeled_fraction 0.1"``, or ``"base"`` when it moves none."""
 
-    def one(row):
-        moved = [f"{k} {row[k]:g}" for k in KNOBS if not math.isclose(row[k], BASE[k])]
-        return ", ".join(moved) or "base"
+    rows = df[list(KNOBS)].to_dict("records")
+    return pd.Series([_label(r) for r in rows], index=df.index, dtype=str)
 
-    return df.apply(one, axis=1) if len(df) else pd.Series([], dtype=str)
+
+def _label(setting: dict) -> str:
+    moved = [f"{k} {v:g}" for k, v in setting.items() if not math.isclose(v, BASE[k])]
+    return ", ".join(moved) or "base"
 
 
 def ranking(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -337,7 +339,7 @@ def claims_table(df: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
             {
                 "paper": c.paper,
                 "claim": c.claim,
-                "setting": ", ".join(f"{k} {v:g}" for k, v in c.setting.items()) or "base",
+                "setting": _label(c.setting),
                 "metric": c.metric,
                 "method": METHODS[c.method].label,
                 "method score": f"{a.mean():.3f} ± {a.std():.3f}",

@@ -43,7 +43,6 @@ from .federated import (
     Recipe,
     Simulation,
 )
-from .frozen import image_features
 from .models import ModelSpec
 from .partition import ClientData
 from .personalization import ALA
@@ -54,7 +53,7 @@ __all__ = ["BASE", "KNOBS", "METHODS", "Method", "Scale", "Server", "cell_key", 
 BASE = {"alpha": 1.0, "missing_rate": 0.0, "labeled_fraction": 1.0, "corrupted_fraction": 0.0}
 KNOBS = tuple(BASE)
 #: Bumped whenever a cell's meaning changes, so stale cached cells are not reused.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +96,11 @@ def _map(clients, fn) -> list[ClientData]:
     return [ClientData(c.client_id, fn(c.train), fn(c.test)) for c in clients]
 
 
-def _towers(ds):
-    """Images through the frozen public tower (64-d); captions as they are. Applied to one
-    client's split (or the server's) at a time, so the batch is small."""
-    return ds.replace(modalities={**ds.modalities, "image": image_features(ds.modalities["image"])})
+def _towers(clients, server):
+    """The tower view of a setting: every client's images, and the server's, through the
+    frozen public tower (:func:`fedlab_mm.hetero.tower_features`); captions as they are."""
+    view = hetero.tower_features
+    return _map(clients, view), Server(view(server.probe), view(server.test))
 
 
 def _image_only(features: Callable):
@@ -167,37 +167,33 @@ def _plain(strategy=None, init=None, complete=None):
     def build(clients, server, scale):
         if complete is not None:
             clients = completion.complete(clients, complete)
-        clients = _map(clients, _towers)
-        spec = _spec(clients)
+        clients, server = _towers(clients, server)
         kw = {} if init is None else {"init": init()}
         make = strategy or FedAvg
-        recipe = Recipe(spec, _trainer(scale, **kw), make())
-        return clients, recipe, _towers(server.test)
+        return clients, Recipe(_spec(clients), _trainer(scale, **kw), make()), server.test
 
     return build
 
 
 def _cka(clients, server, scale):
-    clients = _map(clients, _towers)
+    clients, server = _towers(clients, server)
     spec = _spec(clients)
-    recipe = Recipe(spec, _trainer(scale), CKAGraph(spec, _towers(server.probe)))
-    return clients, recipe, _towers(server.test)
+    return clients, Recipe(spec, _trainer(scale), CKAGraph(spec, server.probe)), server.test
 
 
 def _fedmvp(clients, server, scale):
     """Frozen-model completion, MCM + RAM on unimodal representations, CKA graph server."""
-    clients = _map(completion.complete(clients, "frozen"), _towers)
+    clients, server = _towers(completion.complete(clients, "frozen"), server)
     spec = _spec(clients, unimodal=True)
     losses = [CrossEntropy(), transfer.MCM(), transfer.RAM()]
-    strategy = CKAGraph(spec, _towers(server.probe))
-    recipe = Recipe(spec, _trainer(scale, losses=losses), strategy)
-    return clients, recipe, _towers(server.test)
+    recipe = Recipe(spec, _trainer(scale, losses=losses), CKAGraph(spec, server.probe))
+    return clients, recipe, server.test
 
 
 def _fedepa(clients, server, scale):
-    clients = _map(clients, _towers)
+    clients, server = _towers(clients, server)
     recipe = fedepa(clients[0].train, k=16, d=32, hidden=64, **_optimiser(scale))
-    return clients, recipe, _towers(server.test)
+    return clients, recipe, server.test
 
 
 def _adapters(scale) -> dict:
@@ -268,26 +264,27 @@ def _dataset(n_samples: int):
     return partition.holdout(ds, 0.2, seed=0)
 
 
+#: Each knob's allowed values: a test, and how the error message states it.
+LIMITS = {
+    "alpha": (lambda v: v > 0, "a number > 0"),
+    "missing_rate": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "labeled_fraction": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
+    "corrupted_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+}
+
+
 def _check_setting(setting: dict) -> dict:
+    """``setting`` with every knob filled in from :data:`BASE`, as floats; a ``ValueError``
+    names an unknown knob or a value out of range."""
     unknown = sorted(set(setting) - set(KNOBS))
     if unknown:
         raise ValueError(f"unknown setting {unknown}; the knobs are {list(KNOBS)}")
     full = {**BASE, **setting}
-    limits = {
-        "alpha": (0.0, math.inf, "a number > 0"),
-        "missing_rate": (0.0, 1.0, "a fraction in [0, 1)"),
-        "labeled_fraction": (0.0, 1.0, "a fraction in (0, 1]"),
-        "corrupted_fraction": (0.0, 1.0, "a fraction in [0, 1)"),
-    }
-    for knob, (low, high, allowed) in limits.items():
+    for knob, (allowed, text) in LIMITS.items():
         v = full[knob]
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        ok = ok and (
-            (low < v if knob in ("alpha", "labeled_fraction") else low <= v)
-            and (v <= high if knob == "labeled_fraction" else v < high)
-        )
-        if not ok:
-            raise ValueError(f"{knob}={v!r} must be {allowed}")
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not (number and allowed(v)):
+            raise ValueError(f"{knob}={v!r} must be {text}")
         full[knob] = float(v)
     return full
 
