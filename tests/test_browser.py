@@ -6,6 +6,7 @@ figure under it changed. A screenshot of each notebook is saved in ``build/test-
 The notebooks run from a temporary copy (JupyterLab autosaves), in smoke mode.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -76,6 +77,23 @@ def lab(tmp_path_factory):
         log.close()
 
 
+def _wait_ready(page, notebook: str, timeout: float = 120.0) -> None:
+    """Until all the notebook's cells are on the page and its kernel is idle.
+
+    JupyterLab first shows a one-cell placeholder with no kernel; "Run All" clicked then runs
+    the placeholder, not the notebook.
+    """
+    n_cells = len(json.loads((ROOT / "notebooks" / notebook).read_text())["cells"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cells = page.locator(".jp-Notebook .jp-Cell").count()
+        status = " ".join(page.locator(".jp-StatusBar-Widget").all_inner_texts())
+        if cells == n_cells and "| Idle" in status:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not ready after {timeout} s: {cells}/{n_cells} cells, {status!r}")
+
+
 def _wait_all_run(page, timeout: float = 120.0) -> None:
     """Until every code cell shows an execution count and none shows ``[*]``."""
     deadline = time.monotonic() + timeout
@@ -103,7 +121,7 @@ def test_run_all_then_move_a_slider_changes_the_figure(lab, notebook):
         try:
             # a workspace of its own, reset: only this notebook is open
             page.goto(f"{url}/lab/workspaces/{notebook[:2]}/tree/{notebook}?reset&token={token}")
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
+            _wait_ready(page, notebook)
             page.locator(".jp-Notebook").first.click()  # focus the notebook, not the file browser
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
