@@ -69,11 +69,6 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _run_keyed(args) -> dict:
-    method, setting, seed, scale = args
-    return run_cell(method, setting, seed, scale)
-
-
 def grid(
     methods,
     settings,
@@ -112,8 +107,9 @@ def grid(
     Returns
     -------
     pandas.DataFrame
-        Columns: method, seed, the knobs, accuracy, server_accuracy, uplink_kb, seconds,
-        cached (whether the row came from the cache).
+        Columns: method, seed, the knobs, accuracy, served_accuracy, server_accuracy,
+        uplink_kb, seconds (see :func:`fedlab_mm.methods.run_cell`), and cached (whether the
+        row came from the cache).
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     unknown = [m for m in methods if m not in METHODS]
@@ -135,7 +131,10 @@ def _seeds(seeds) -> list[int]:
         if seeds < 1:
             raise ValueError(f"seeds={seeds} must be >= 1 (or a list of seeds)")
         return list(range(int(seeds)))
-    return [int(s) for s in seeds]
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds=[] is empty: give a number of seeds or a list of seeds")
+    return seeds
 
 
 def _run(cells: list, cache, processes: int, progress: bool) -> pd.DataFrame:
@@ -175,7 +174,7 @@ def _run(cells: list, cache, processes: int, progress: bool) -> pd.DataFrame:
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {pool.submit(_run_keyed, cells[i]): (i, path) for i, path in todo}
+            futures = {pool.submit(run_cell, *cells[i]): (i, path) for i, path in todo}
             for future in as_completed(futures):
                 done(*futures[future], future.result())
     bar.close()
@@ -326,13 +325,11 @@ def claims_table(df: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
     for c in claims:
         full = _check_setting(c.setting)
         at = np.logical_and.reduce([np.isclose(df[k], full[k]) for k in KNOBS])
-        cell = df[at].set_index(["method", "seed"])[c.metric]
-        up = df[at].set_index(["method", "seed"])["uplink_kb"]
-        if c.method not in cell.index.get_level_values(
-            0
-        ) or c.baseline not in cell.index.get_level_values(0):
+        cells = df[at].set_index(["method", "seed"])
+        if not {c.method, c.baseline} <= set(cells.index.get_level_values("method")):
             raise ValueError(f"df has no cells for {c.method!r} and {c.baseline!r} at {c.setting}")
-        a, b = cell.loc[c.method], cell.loc[c.baseline]
+        a, b = cells[c.metric].loc[c.method], cells[c.metric].loc[c.baseline]
+        up = cells["uplink_kb"]
         diff = (a - b).dropna()
         verdict = "holds" if (diff > 0).all() else "does not hold" if (diff < 0).all() else "mixed"
         rows.append(

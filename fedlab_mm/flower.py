@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .client import Client, ClientUpdate
+from .client import evaluate as score
 from .federated import Recipe, client_seed
 from .models import build_model
 
@@ -125,8 +126,6 @@ def client_app(clients, recipe: Recipe, seed: int = 0):
 
     @flower.evaluate()
     def evaluate(msg, context):
-        from .client import evaluate as score
-
         client = restore(context)
         metrics = {"num-examples": len(client.data.test), "client-id": client.client_id}
         metrics.update({f"personal-{k}": v for k, v in client.evaluate().items()})
@@ -221,7 +220,7 @@ def _match_nodes(grid, num_clients: int, timeout: float) -> dict[int, int]:
     ]
     replies = _checked(grid.send_and_receive(query, timeout=timeout), "query")
     client_of = {m.metadata.src_node_id: int(m.content["config"]["client-id"]) for m in replies}
-    if sorted(client_of.values()) != sorted(set(client_of.values())):
+    if len(set(client_of.values())) != len(client_of):
         raise ValueError(f"two nodes claim the same client: {client_of}")
     return client_of
 
@@ -237,6 +236,9 @@ def server_app(recipe: Recipe, num_clients: int, rounds: int, seed: int = 0, out
     """
     _, _, serverapp = _flwr()
     from safetensors.torch import save_file
+
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
 
     spec, _, strategy = recipe
     flower = serverapp.ServerApp()

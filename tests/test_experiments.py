@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import fedlab_mm as fm
 from fedlab_mm import experiments as E
@@ -154,3 +155,34 @@ def test_cli_help_names_every_method(capsys):
         E.main(["grid", "--help"])
     text = capsys.readouterr().out
     assert all(name in text for name in E.METHODS) and "--alpha" in text
+
+
+def test_each_method_builds_its_papers_recipe_not_a_fedavg_fallback():
+    from fedlab_mm import transfer
+    from fedlab_mm.federated import FedAvg, FedProx, LocalOnly
+
+    clients, server = fm.methods._clients(E._check_setting({"missing_rate": 0.5}), 0, TINY)
+    expect = {  # method -> (strategy class, init rule class, a loss class it must use)
+        "fedavg": (FedAvg, "Overwrite", None), "fedprox": (FedProx, "Overwrite", None),
+        "local": (LocalOnly, "Overwrite", None), "ala": (FedAvg, "ALA", None),
+        "fedepa": (FedAvg, "ALA", "Independence"), "cka": (fm.aggregation.CKAGraph, None, None),
+        "fedmvp": (fm.aggregation.CKAGraph, None, transfer.MCM), "fedalign": ("FedAlign", None,
+        "Orthogonality"), "rela": ("RELA", None, None), "sized_local": (LocalOnly, None, None),
+    }  # fmt: skip
+    for name, (strategy, init, loss) in expect.items():
+        views, recipe, _ = E.METHODS[name].build(clients, server, TINY)
+        got = type(recipe.strategy)
+        assert got.__name__ == strategy if isinstance(strategy, str) else got is strategy, name
+        if init is not None:
+            assert type(recipe.trainer.init).__name__ == init, name
+        names = [type(t).__name__ for t in recipe.trainer.losses]
+        if loss is not None:
+            assert (loss if isinstance(loss, str) else loss.__name__) in names, (name, names)
+    filled = {}  # completion fills every gap of every client, each method its own way
+    for name in ("zero_fill", "knn_fill", "frozen_fill"):
+        views, _, _ = E.METHODS[name].build(clients, server, TINY)
+        assert all((v.train.present | v.train.filled).all() and v.train.filled.any() for v in views)
+        first = views[0].train
+        filled[name] = torch.cat([first.modalities[m].flatten(1) for m in first.names], 1)
+    assert not torch.equal(filled["zero_fill"], filled["knn_fill"])
+    assert not torch.equal(filled["knn_fill"], filled["frozen_fill"])

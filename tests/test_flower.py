@@ -1,6 +1,7 @@
 """The kit on Flower's simulation engine (fedlab_mm.flower): the same global state as the
 kit's engine for the same seed, clients and strategy. Needs the ``flower`` extra (Ray)."""
 
+import pytest
 import torch
 
 import fedlab_mm as fm
@@ -16,6 +17,15 @@ def test_records_round_trip_keys_dtypes_and_empty_states():
     for k in state:
         assert back[k].dtype == state[k].dtype and torch.equal(back[k], state[k])
     assert FL.from_record(FL.to_record({})) == {}
+
+
+def test_bad_rounds_and_empty_clients_are_refused_before_ray_starts():
+    clients, spec, _ = _setting()
+    recipe = Recipe(spec, LocalTrainer(), FedAvg())
+    with pytest.raises(ValueError, match="rounds=0 must be an integer >= 1"):
+        FL.run_simulation(clients, recipe, 0)
+    with pytest.raises(ValueError, match="clients is empty"):
+        FL.run_simulation([], recipe, 2)
 
 
 def _setting():
