@@ -4,7 +4,9 @@
 >>> rng = fm.set_seed(0)
 >>> ds = fm.data.synthetic(n_samples=200, seed=0)
 
-Importing the package has no side effects: no seeding, no plotting style, no downloads.
+Importing the package does one thing besides defining names: it sets torch's intra-op
+thread count to 1 (``FEDLAB_MM_THREADS`` changes it; :func:`fedlab_mm.config.threads` says
+why). No seeding, no plotting style, no downloads.
 """
 
 from . import (
@@ -39,6 +41,8 @@ from . import (
 from .config import scale, smoke
 from .data import MultimodalDataset
 from .seed import set_seed
+
+config.use_threads()
 
 __version__ = "0.1.0"
 

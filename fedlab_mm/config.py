@@ -1,4 +1,4 @@
-"""Run-time switches shared by every notebook: smoke mode and the data cache.
+"""Run-time switches shared by every notebook: smoke mode, the data cache, torch's threads.
 
 Smoke mode (``FEDLAB_MM_SMOKE=1``, set by ``make test``) shrinks sizes, rounds and
 epochs so that every notebook runs in seconds. Notebooks never edit cells for it; they
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["smoke", "scale", "cache_dir", "offline"]
+__all__ = ["smoke", "scale", "cache_dir", "offline", "threads", "use_threads"]
 
 T = TypeVar("T")
 
@@ -77,3 +77,46 @@ def offline() -> None:
     """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def threads() -> int:
+    """How many intra-op threads torch should use: ``FEDLAB_MM_THREADS``, default 1.
+
+    Why one thread: the kit's models are small (tens of thousands of weights, batches of 32-64),
+    so a second thread has little work to share and mostly waits on the first. Measured with
+    ``python -m benchmarks.threads`` on the 2-core development machine (FedAvg, 10 clients,
+    5 rounds on ``synthetic(3000)``, median of 5 runs): quiet, 0.55 s on one thread and 0.58 s
+    on PyTorch's default of two; with one busy process on the other core, 0.55 s on one thread
+    and 2.32 s (up to 2.95 s) on two, because the second thread spins while it waits for a
+    core that is taken. A laptop is never quiet, and the test suite runs two workers at once,
+    so 1 is the default everywhere: notebooks, tests, grid workers and benchmarks all import
+    this package. ``FEDLAB_MM_THREADS=0`` keeps PyTorch's
+    own default; any other positive number is used as given.
+    """
+    value = os.environ.get("FEDLAB_MM_THREADS", "1").strip()
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise ValueError(
+            f"FEDLAB_MM_THREADS={value!r} is not understood; use a whole number of threads "
+            "(1 is the default, 0 keeps PyTorch's own default)"
+        )
+    return n
+
+
+def use_threads(n: int | None = None) -> int:
+    """Set torch's intra-op thread count to ``n`` (default :func:`threads`); return it.
+
+    ``import fedlab_mm`` calls this once, so every notebook, test and grid worker runs with the
+    same count. ``n=0`` leaves torch's count as it is.
+    """
+    import torch
+
+    n = threads() if n is None else n
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n={n!r} must be a whole number of threads >= 0 (0: torch's default)")
+    if n:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()

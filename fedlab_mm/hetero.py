@@ -261,9 +261,30 @@ def _forward_base(layers, x: torch.Tensor, record: list | None = None, head=None
     return x
 
 
+_PRETRAIN_STEPS = 300
+
+
 @lru_cache(maxsize=8)
 def _pretrained(width: int, depth: int) -> dict:
-    """The base MLP of one size, trained on the public digits' tower features (seeded)."""
+    """The base MLP of one size, trained on the public digits' tower features (seeded).
+
+    Trained once per machine: the weights are kept in :func:`fedlab_mm.config.cache_dir`
+    (one safetensors file per size, keyed by the recipe and the torch version), so test
+    workers, notebook kernels and grid workers load them instead of training again.
+    """
+    from .data import _cached
+
+    params = {"width": width, "depth": depth, "steps": _PRETRAIN_STEPS, "lr": 3e-3, "seed": 0,
+              "torch": torch.__version__}  # fmt: skip
+    flat = _cached("hetero-base", params, lambda: _train_base(width, depth), cache=True)
+    return {
+        "layers": [{k: flat[f"layers.{i}.{k}"] for k in ("weight", "bias")} for i in range(depth)],
+        "head": {k: flat[f"head.{k}"] for k in ("weight", "bias")},
+    }
+
+
+def _train_base(width: int, depth: int) -> dict[str, torch.Tensor]:
+    """Train one size's base MLP; its weights as a flat ``{"layers.0.weight": ...}`` dict."""
     from .data import public_digits
 
     pub = public_digits()
@@ -273,14 +294,14 @@ def _pretrained(width: int, depth: int) -> dict:
         layers, head = _base_layers(HeteroSpec(width, depth))
         params = [p for m in [*layers, head] for p in m.parameters()]
         opt = torch.optim.Adam(params, lr=3e-3)
-        for _ in range(300):
+        for _ in range(_PRETRAIN_STEPS):
             loss = F.cross_entropy(head(_forward_base(layers, x)), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+    named = [(f"layers.{i}", m) for i, m in enumerate(layers)] + [("head", head)]
     return {
-        "layers": [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in layers],
-        "head": {k: v.detach().clone() for k, v in head.state_dict().items()},
+        f"{name}.{k}": v.detach().clone() for name, m in named for k, v in m.state_dict().items()
     }
 
 

@@ -4,6 +4,10 @@ For notebooks 01 and 03: start JupyterLab on 127.0.0.1 with a token, open the no
 cells, check that no cell raised, move the first slider with the keyboard and check that the
 figure under it changed. A screenshot of each notebook is saved in ``build/test-artifacts/``.
 The notebooks run from a temporary copy (JupyterLab autosaves), in smoke mode.
+
+The browser is found by ``tools/browser.py`` (``FEDLAB_MM_BROWSER``, Debian's chromium, PATH,
+Playwright's). Without one, ``test_a_browser_is_found`` fails with the fix and the notebook
+tests are skipped: one failure, and every other test of the suite still runs.
 """
 
 import json
@@ -20,12 +24,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
+sys.path.insert(0, str(ROOT / "tools"))
+import browser as _browser  # noqa: E402 - tools/ is not a package
+
+BROWSER, WHERE = _browser.find()
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 NOTEBOOKS = ["01_partitioning.ipynb", "03_personalization_weights.ipynb"]
 
-if not CHROMIUM.exists():  # .ci/run installs it; say how when it is missing locally
-    pytest.fail("the browser test needs Debian's chromium: apt-get install -y chromium", False)
+needs_browser = pytest.mark.skipif(
+    BROWSER is None, reason="no browser: see test_a_browser_is_found"
+)
+
+
+def test_a_browser_is_found():
+    """``make setup`` installs one; this is the one test that says so when it could not."""
+    assert BROWSER is not None, WHERE
 
 
 def _free_port() -> int:
@@ -109,6 +122,7 @@ def _images(cell) -> list[str]:
     return [img.get_attribute("src") or "" for img in cell.locator("img").all()]
 
 
+@needs_browser
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_run_all_then_move_a_slider_changes_the_figure(lab, notebook):
     from playwright.sync_api import sync_playwright
@@ -116,7 +130,7 @@ def test_run_all_then_move_a_slider_changes_the_figure(lab, notebook):
     url, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        browser = pw.chromium.launch(executable_path=str(BROWSER), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             # a workspace of its own, reset: only this notebook is open

@@ -37,3 +37,35 @@ def test_import_has_no_side_effects():
         "assert set(fedlab_mm.__all__) <= set(dir(fedlab_mm))"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 1), ("2", 2), ("1", 1)])
+def test_import_sets_torch_threads_from_the_environment(value, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "FEDLAB_MM_THREADS"}
+    if value is not None:
+        env["FEDLAB_MM_THREADS"] = value
+    code = "import torch, fedlab_mm; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == expected
+
+
+def test_threads_rejects_unclear_values(monkeypatch):
+    for bad in ("two", "-1", "1.5"):
+        monkeypatch.setenv("FEDLAB_MM_THREADS", bad)
+        with pytest.raises(ValueError, match="FEDLAB_MM_THREADS"):
+            fm.config.threads()
+    with pytest.raises(ValueError, match="n=-2"):
+        fm.config.use_threads(-2)
+
+
+def test_zero_threads_keeps_torchs_count(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("FEDLAB_MM_THREADS", "0")
+    assert fm.config.use_threads() == before

@@ -159,7 +159,9 @@ def test_identical_task_vectors_give_uniform_weights():
 
 
 def test_a_small_temperature_concentrates_on_the_most_similar_client():
-    s = H.relevance(torch.randn(6, 10, 4))
+    # seeded: on 2.1% of 2,000 draws a client's two most similar peers lie within ~5e-4 of
+    # each other, and no softmax at T=1e-4 can then give one of them 0.99
+    s = H.relevance(torch.randn(6, 10, 4, generator=torch.Generator().manual_seed(3)))
     w = H.rela_weights(s, 1e-4)
     best = s.masked_fill(torch.eye(6, dtype=torch.bool), -2).argmax(1)
     torch.testing.assert_close(w.argmax(1), best)

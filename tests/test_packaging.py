@@ -26,6 +26,10 @@ def constraints():
     return _pins((ROOT / "constraints.txt").read_text().splitlines())
 
 
+def lock():
+    return _pins((ROOT / "requirements.lock").read_text().splitlines())
+
+
 def test_constraints_pin_the_cpu_torch_first():
     lines = [
         ln
@@ -35,30 +39,53 @@ def test_constraints_pin_the_cpu_torch_first():
     assert lines[0] == "torch==2.13.0"
 
 
-def test_environment_yml_equals_constraints():
+def test_the_lock_holds_every_constraint_and_the_whole_environment():
+    locked, chosen = lock(), constraints()
+    for name, version in chosen.items():
+        assert locked.get(name) == version, (
+            f"{name}: lock {locked.get(name)}, constraints {version}"
+        )
+    # the lock is the whole environment: the kernel stack and the hub client are pinned too
+    for name in (
+        "ipykernel",
+        "jupyter-client",
+        "pyzmq",
+        "tornado",
+        "tokenizers",
+        "huggingface-hub",
+    ):
+        assert name in locked, f"{name} floats: run make lock"
+    assert locked["ipykernel"].startswith("6."), "ipykernel 7 stalls Run All (see pyproject.toml)"
+    assert "pip" not in locked and not any(n.startswith("nvidia") for n in locked)
+
+
+def test_environment_yml_installs_the_lock():
     text = (ROOT / "environment.yml").read_text()
-    pip_section = text.split("- pip:", 1)[1].splitlines()
-    assert _pins(pip_section) == constraints()
-    assert "-e .[dev,audio,flower]" in text
+    pip_section = text.split("- pip:", 1)[1]
+    assert "- -r requirements.lock" in pip_section
+    assert "-e .[dev,audio,flower]" in pip_section
 
 
-def test_every_dependency_is_pinned_within_its_range():
+def test_every_dependency_is_locked_within_its_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"])
     for extra in ("dev", "audio", "flower"):
         reqs += project["optional-dependencies"][extra]
-    pins = constraints()
+    pins = lock()
     for text in reqs:
         req = Requirement(text)
         name = req.name.lower().replace("_", "-")
-        assert name in pins, f"{name} is not pinned in constraints.txt"
+        assert name in pins, f"{name} is not in requirements.lock: run make lock"
         assert req.specifier.contains(pins[name], prereleases=True), (name, pins[name])
 
 
-def test_make_and_ci_use_the_constraints_and_the_readme_command():
+def test_make_installs_the_lock_and_ci_is_the_readme_command():
     makefile = (ROOT / "Makefile").read_text()
-    assert "-c constraints.txt" in makefile and "jupyter-lab" in makefile
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "-r requirements.lock" in makefile and "jupyter-lab" in makefile
+    assert "tools/browser.py --install" in makefile
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+          if ln.strip() and not ln.startswith(("#", "set ", "cd "))]  # fmt: skip
+    assert ci == ["make test"], ci
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make lab" in readme
 
