@@ -255,7 +255,9 @@ class AttentionFusion(nn.Module):
     Tokens ``[a_1, c_1, ..., a_M, c_M]`` (B, 2M, k) plus a learned type embedding per slot go
     through multi-head self-attention with a residual connection and LayerNorm; the joint
     embedding is the mean over the present tokens. A missing modality's tokens are masked out
-    as keys and left out of the mean, so they cannot change the output.
+    as keys and left out of the mean, so they cannot change the output. A sample with no
+    modality at all is refused with a ``ValueError`` naming its position (multi-head attention
+    with every key masked would give NaN).
     ``last_attention`` keeps the latest attention map (B, 2M, 2M), rows summing to 1.
     """
 
@@ -275,6 +277,14 @@ class AttentionFusion(nn.Module):
         tokens = torch.stack([t for m in self.names for t in parts[m]], dim=1)  # (B, 2M, k)
         if self.types is not None:
             tokens = tokens + self.types
+        none = (present == 0).all(dim=1)
+        if none.any():  # every key masked: attention has nothing to attend to (NaN logits)
+            rows = none.nonzero().flatten().tolist()
+            raise ValueError(
+                f"samples at positions {rows[:10]}{' ...' if len(rows) > 10 else ''} have no "
+                "modality present; attention fusion needs at least one per sample (drop those "
+                "samples, or complete a modality first: fm.completion)"
+            )
         ignore = present.repeat_interleave(2, dim=1) == 0  # (B, 2M), True = missing
         out, weights = self.attn(tokens, tokens, tokens, key_padding_mask=ignore, need_weights=True)
         out = self.norm(tokens + out)

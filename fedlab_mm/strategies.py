@@ -97,7 +97,12 @@ class FedAvg(Strategy):
 
 
 class FedProx(FedAvg):
-    """FedAvg on the server; every client adds ``mu / 2 * ||w - w_global||^2`` to its loss."""
+    """FedAvg on the server; every client adds ``mu / 2 * ||w - w_global||^2`` to its loss.
+
+    Li et al. (MLSys 2020) also let clients do variable amounts of local work (stragglers that
+    send a partial update). The kit models only the proximal term: every client runs the same
+    local epochs, and no update is dropped or truncated.
+    """
 
     name = "FedProx"
 

@@ -270,3 +270,15 @@ def test_fedepa_beats_fedavg_and_ala_alone_with_few_labels_on_digits():
     # ALA (baseline concat model) 0.262 / 0.207 / 0.358, FedAvg 0.258 / 0.169 / 0.327.
     runs = [_label_scarce("digits", seed) for seed in (0, 1)]
     assert min(r["fedepa"] - max(r["ala"], r["fedavg"]) for r in runs) > 0.25
+
+
+def test_a_sample_with_no_modality_is_refused_by_attention_fusion():
+    # multi-head attention with every key masked gives NaN logits; the model says which rows
+    model = build_model(SPEC, seed=0).eval()
+    batch = {m: x[:4] for m, x in DS.modalities.items()}
+    present = torch.ones(4, len(SPEC.names))
+    present[2] = 0
+    with pytest.raises(ValueError, match=r"positions \[2\] have no modality present"):
+        model(batch, present)
+    present[2, 0] = 1  # one modality is enough, and gives finite logits
+    assert torch.isfinite(model(batch, present)).all()

@@ -63,3 +63,19 @@ def test_layerwise_cka_of_a_model_with_itself_has_a_unit_diagonal():
         assert table.loc[name, name] == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(ValueError, match="not in the model"):
         layerwise_cka(model, model, ds.modalities, ["nope"])
+
+
+def test_row_normalised_cka_equals_cka_of_the_normalised_rows_and_ignores_row_norms():
+    # FedMVP's cka_similarity: unit rows, then linear CKA (the reference written out here)
+    scales = torch.rand(200, 1, generator=GEN, dtype=torch.float64) * 10 + 0.1
+    y = X @ torch.randn(20, 12, generator=GEN, dtype=torch.float64)
+    unit_x, unit_y = X / X.norm(dim=1, keepdim=True), y / y.norm(dim=1, keepdim=True)
+    ref = linear_cka(unit_x, unit_y)
+    for form in ("feature", "gram"):
+        got = linear_cka(X, y * scales, form=form, normalize_rows=True)
+        torch.testing.assert_close(got, ref, atol=1e-9, rtol=0)  # EPS in the gram form
+    # without it, unequal row norms change the answer: the option does something
+    assert abs(float(linear_cka(X, y * scales)) - float(ref)) > 0.05
+    torch.testing.assert_close(
+        rbf_cka(X, y * scales, normalize_rows=True), rbf_cka(unit_x, unit_y), atol=1e-12, rtol=0
+    )
