@@ -16,10 +16,10 @@ of the other (plus a shift), near 0 when unrelated. Everything runs in float64.
   slightly smaller bandwidth (over 20 random pairs of related representations, the two CKA
   values were at most 6e-3 apart at n = 20 and 8e-4 at n = 100). The kit keeps the
   off-diagonal median: a sample's distance to itself says nothing about the data's scale.
+- :func:`layerwise_cka`: CKA between every pair of layers of two models on the same inputs.
 
 ``normalize_rows=True`` on both scales each sample's representation to unit L2 norm before
 anything else, as FedMVP's ``cka_similarity`` does; it makes CKA blind to per-sample norms.
-- :func:`layerwise_cka`: CKA between every pair of layers of two models on the same inputs.
 """
 
 from __future__ import annotations
