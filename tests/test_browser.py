@@ -122,6 +122,39 @@ def _images(cell) -> list[str]:
     return [img.get_attribute("src") or "" for img in cell.locator("img").all()]
 
 
+def test_the_browser_variable_wins_and_a_wrong_path_is_reported(monkeypatch):
+    monkeypatch.setenv(_browser.ENV, "/nonexistent/chromium")
+    path, why = _browser.find()
+    assert path is None and "FEDLAB_MM_BROWSER='/nonexistent/chromium'" in why
+    assert "apt-get install -y chromium" in why  # the fix is in the message
+    monkeypatch.setenv(_browser.ENV, sys.executable)  # any executable file is taken as given
+    assert _browser.find()[0] == Path(sys.executable)
+
+
+@pytest.mark.parametrize(
+    ("root", "sudo", "first"),
+    [(True, False, "apt-get"), (False, True, "sudo"), (False, False, sys.executable)],
+)
+def test_install_routes_follow_root_and_sudo(monkeypatch, root, sudo, first):
+    tools = {"apt-get": "/usr/bin/apt-get", "sudo": "/usr/bin/sudo" if sudo else None}
+    monkeypatch.setattr(_browser.shutil, "which", tools.get)
+    monkeypatch.setattr(_browser.os, "geteuid", lambda: 0 if root else 1000)
+    routes = _browser._attempts()
+    assert routes[0][0][0] == first
+    if sudo and not root:
+        assert routes[0][0][:2] == ["sudo", "-n"]  # never a password prompt
+    assert routes[-1] == [[sys.executable, "-m", "playwright", "install", "chromium"]]
+
+
+def test_install_that_fails_everywhere_says_what_to_run_and_does_not_raise(monkeypatch, capsys):
+    monkeypatch.delenv(_browser.ENV, raising=False)
+    monkeypatch.setattr(_browser, "find", lambda: (None, _browser.HOW_TO_FIX))
+    tried = []
+    monkeypatch.setattr(_browser, "_run", lambda cmd: tried.append(cmd) or False)
+    assert _browser.install() is None
+    assert tried and capsys.readouterr().out.strip().endswith(_browser.HOW_TO_FIX)
+
+
 @needs_browser
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_run_all_then_move_a_slider_changes_the_figure(lab, notebook):
