@@ -340,3 +340,17 @@ def test_the_readme_table_script_runs_in_quick_mode():
     out = bench.main(["--quick"])
     assert out.splitlines()[0].startswith("| task vectors from | noise 0 |")
     assert "| local only |" in out and "| RELA, T 0.5 |" in out
+
+
+def test_the_base_models_are_trained_once_and_read_back_exactly(tmp_cache):
+    H._pretrained.cache_clear()
+    try:
+        trained = H._pretrained(32, 2)  # trains, and writes one file
+        assert len(list(tmp_cache.glob("hetero-base-*.safetensors"))) == 1
+        H._pretrained.cache_clear()
+        read = H._pretrained(32, 2)  # a new process would do this: read, not train
+        for a, b in zip([*trained["layers"], trained["head"]], [*read["layers"], read["head"]]):
+            for key in ("weight", "bias"):
+                assert torch.equal(a[key], b[key])
+    finally:
+        H._pretrained.cache_clear()  # later tests read the default cache again
