@@ -10,9 +10,13 @@ FedEPA (arXiv 2504.12025) learns client-specific aggregation weights from each c
   or one scalar per tensor with ``granularity="layer"``);
 - ``W`` is learned on a random contiguous ``sample_fraction`` of the client's labelled samples:
   ``W <- clip(W - eta * dL/dtheta_hat * (global - local), 0, 1)`` after every batch;
-- the first round in which it runs iterates epochs until the std of the last ``window``
-  epoch losses falls below ``threshold`` (capped at ``max_epochs``, so it never hangs),
-  later rounds one epoch; ``W`` starts at 1 (= take the global model) and stays on the client.
+- the first round in which it runs iterates epochs over that slice in a fixed order, as
+  FedALA's code does, until more than ``window`` epochs have run and the std of the last
+  ``window`` recorded losses falls below ``threshold``. As in FedALA the recorded loss of an
+  epoch is its last batch's, which in a fixed order is the same batch every epoch, so the test
+  sees ``W`` settle and not batch-to-batch noise. The cap ``max_epochs`` is the kit's (FedALA
+  has none and can hang). Later rounds run one epoch; ``W`` starts at 1 (= take the global
+  model) and stays on the client.
 
 Communication is unchanged from FedAvg: ``W`` never leaves the client.
 """
@@ -57,6 +61,10 @@ class ALAConfig:
     max_epochs : int
         Cap on the first round's epochs (FedALA has none and can hang).
     batch_size : int
+    shuffle : bool
+        Reshuffle the slice every epoch (the kit's first version). FedALA iterates it in a
+        fixed order (False, the default); with a reshuffle the last batch, whose loss the
+        convergence test records, changes every epoch and the test mostly measures noise.
     """
 
     eta: float = 1.0
@@ -67,6 +75,7 @@ class ALAConfig:
     window: int = 10
     max_epochs: int = 20
     batch_size: int = 32
+    shuffle: bool = False
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.eta) or self.eta <= 0:
@@ -85,6 +94,8 @@ class ALAConfig:
             raise ValueError(f"granularity={self.granularity!r} must be one of {GRANULARITIES}")
         if not self.threshold > 0:
             raise ValueError(f"threshold={self.threshold} must be > 0")
+        if not isinstance(self.shuffle, bool):
+            raise ValueError(f"shuffle={self.shuffle!r} must be True or False")
         for name in ("window", "max_epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -184,7 +195,7 @@ class ALA(InitRule):
         model.train()
         losses: list[float] = []
         for _ in range(epochs):
-            order = subset[torch.randperm(len(subset))]
+            order = subset[torch.randperm(len(subset))] if cfg.shuffle else subset
             for b in range(0, len(order), cfg.batch_size):
                 idx = order[b : b + cfg.batch_size]
                 self._apply(params, local, diff, weights)
@@ -196,9 +207,9 @@ class ALA(InitRule):
                     if cfg.granularity == "layer":
                         step = step.sum()
                     weights[n] = (weights[n] - cfg.eta * step).clamp(0.0, 1.0)
-            losses.append(loss.item())
+            losses.append(loss.item())  # the epoch's last batch, as FedALA records it
             window = losses[-cfg.window :]
-            if len(losses) >= cfg.window and np.std(window) < cfg.threshold:
+            if len(losses) > cfg.window and np.std(window) < cfg.threshold:  # FedALA's test
                 break
         return losses
 

@@ -188,14 +188,16 @@ def _effect(alpha, seed, rounds=15):
 
 
 def test_ala_beats_fedavg_under_strong_skew_and_ties_on_iid():
-    # Measured (3000 synthetic samples, 10 clients, 15 rounds, model right after the init rule):
-    # Dirichlet 0.1, seeds 0/1/2: ALA 0.939 / 0.890 / 0.852 vs FedAvg 0.669 / 0.687 / 0.774
-    # (gains 0.27 / 0.20 / 0.08); IID: differences 0.000 / 0.000 / 0.002.
+    # Measured with FedALA's fixed-order slice (3000 synthetic samples, 10 clients, 15 rounds,
+    # model right after the init rule), seeds 0-4: Dirichlet 0.1, ALA 0.939 / 0.892 / 0.858 /
+    # 0.977 / 0.966 vs FedAvg 0.669 / 0.687 / 0.774 / 0.683 / 0.832 (gains 0.27 / 0.21 / 0.08 /
+    # 0.29 / 0.13); IID, differences 0.000 / 0.000 / -0.002 / 0.002 / 0.000. The limit, 0.05,
+    # holds on all five seeds; this test runs two of them.
     gains = []
     for seed in (0, 1):
         skewed = _effect(0.1, seed)
         gains.append(skewed["ala"] - skewed["fedavg"])
-    assert min(gains) > 0.1
+    assert min(gains) > 0.05
     iid = _effect(0, 0)
     assert abs(iid["ala"] - iid["fedavg"]) < 0.02
 
@@ -203,14 +205,15 @@ def test_ala_beats_fedavg_under_strong_skew_and_ties_on_iid():
 def test_label_scarce_divergence_is_caught_and_gradient_clipping_prevents_it():
     # A real failure, found while measuring: 5% labels, Dirichlet 0.1, seed 1. Client 2 holds
     # 583 samples but 29 labels, its SGD (lr 0.05, momentum 0.9) blows up in round 9 (loss
-    # ~1e9), FedAvg averages that in, and round 10 turns NaN. The guard must name the place;
-    # clipping the gradient norm must avoid it.
+    # ~1e9), FedAvg averages that in, and round 10 turns NaN. With ALA's fixed-order slice
+    # (FedALA's, since issue 20) client 2's own loss is already NaN in round 9. The guard must
+    # name the place; clipping the gradient norm must avoid it.
     ds = fm.data.synthetic(3000, seed=1)
     rest, _ = fm.partition.holdout(ds, 0.2, seed=1)
     part = fm.partition.dirichlet(rest, 10, alpha=0.1, seed=1)
     clients = fm.partition.scarce_labels(part, 0.05, seed=1).clients(rest, seed=1)
     spec = ModelSpec.from_dataset(ds, d=32, hidden=64)
-    with pytest.raises(FloatingPointError, match="round 10, client 0: loss term 'ce'"):
+    with pytest.raises(FloatingPointError, match="round 9, client 2: loss term 'ce'"):
         F.simulate(
             clients,
             spec,
@@ -232,3 +235,38 @@ def test_label_scarce_divergence_is_caught_and_gradient_clipping_prevents_it():
         eval_every=10,
     )
     assert np.isfinite(history.df.value).all()
+
+
+def test_first_phase_is_deterministic_and_stops_by_fedalas_test():
+    # FedALA's code iterates its random contiguous slice unshuffled: with the same seed the
+    # same W and the same stop; the stop comes from the std test, after more than 10 epochs
+    results = []
+    for _ in range(2):
+        client = trained_client()
+        torch.manual_seed(7)
+        ALA()(client, other_global(), rnd=2)
+        results.append((mixing_weights(client), int(client.state["ala/epochs"])))
+    (w1, e1), (w2, e2) = results
+    assert e1 == e2 and all(torch.equal(w1[n], w2[n]) for n in w1)
+    assert ALAConfig().window < e1 < ALAConfig().max_epochs, e1
+
+
+def test_fixed_order_lets_the_convergence_test_stop_where_a_reshuffle_runs_to_the_cap():
+    # Measured, synthetic(3000), Dirichlet 0.1, 10 clients, first ALA round (round 2), seeds
+    # 0-4: fixed order (FedALA) stopped at 11-13 epochs for all 50 clients; reshuffling every
+    # epoch (the kit's first version) took 11-20 and hit the 20-epoch cap for 4 of 50 clients,
+    # 1 on seed 1 and 2 on seed 3 (the two seeds used here).
+    for shuffle, check in ((False, lambda e: max(e) <= 13), (True, lambda e: max(e) == 20)):
+        epochs = []
+        for seed in (1, 3):
+            ds = fm.data.synthetic(3000, seed=seed)
+            rest, _ = fm.partition.holdout(ds, 0.2, seed=seed)
+            clients = fm.partition.dirichlet(rest, 10, alpha=0.1, seed=seed).clients(
+                rest, seed=seed
+            )
+            spec = ModelSpec.from_dataset(ds, d=32, hidden=64)
+            trainer = F.LocalTrainer(init=ALA(ALAConfig(shuffle=shuffle)))
+            sim = F.Simulation(clients, spec, trainer, F.FedAvg(), seed=seed, progress=False)
+            sim.run(2)
+            epochs += [int(c.state["ala/epochs"]) for c in sim.clients]
+        assert check(epochs), (shuffle, epochs)
