@@ -34,7 +34,11 @@ Following the authors' code (MECHANISMS.md section 4), except where stated [R]:
   keep the smallest model's frame. The paper fits ``A`` with an MSE plus orthogonality loss and
   maps ``B`` with a CCA-style whitening;
 - the task vector is the closed-form gradient of the cross-entropy with respect to the anchor's
-  head weight (the paper: an MLP down-projection of an LLM), on one random batch per round.
+  head weight, keeping the first 40% of its columns. The authors' code takes the gradient of
+  the layer *before* the head (an LLM's last MLP down-projection, the error sent back through
+  the frozen head and final norm) and keeps the first 40% of its *rows*;
+  ``task_vector(layer="penultimate")`` computes that form on the kit's anchor. The default is
+  the head's until issue 20 has measured group recovery with both.
 
 Measured (notebook 08, README): the similarity recovers the task groups, but in this small
 setting sharing does not beat local training: P/Q moved between independently pretrained sizes
@@ -508,18 +512,40 @@ def _anchor_model():
     return layers, head
 
 
+TASK_LAYERS = ("head", "penultimate")
+
+
 @torch.no_grad()
-def task_vector(x: torch.Tensor, y: torch.Tensor, keep: float = 0.4) -> torch.Tensor:
-    """Gradient of the mean cross-entropy w.r.t. the frozen anchor's head weight, in closed
-    form ``(softmax - onehot)^T h / n``, keeping the first ``keep`` share of its columns:
-    ``(10, ceil(keep * 32))``. ``x``: tower features ``(n, 64)``."""
+def task_vector(
+    x: torch.Tensor, y: torch.Tensor, keep: float = 0.4, layer: str = "head"
+) -> torch.Tensor:
+    """A client's task vector: the gradient of the mean cross-entropy of the frozen anchor
+    model with respect to one of its weights, in closed form. ``x``: tower features ``(n, 64)``.
+
+    ``layer="head"`` (the kit's default): the head weight, ``(softmax - onehot)^T h / n``,
+    keeping the first ``keep`` share of its *columns*: ``(10, ceil(keep * 32))``.
+
+    ``layer="penultimate"`` (the form of FedMosaic's released code): the weight of the layer
+    before the head. The error is sent back through the frozen head and the ReLU,
+    ``delta = ((softmax - onehot) W_head) * 1[z > 0]``, then ``delta^T h_in / n``, keeping the
+    first ``int(keep * 32)`` *rows* (output units): ``(12, 32)`` at ``keep=0.4``.
+    """
     if not 0 < keep <= 1:
         raise ValueError(f"keep={keep} must lie in (0, 1]")
+    if layer not in TASK_LAYERS:
+        raise ValueError(f"layer={layer!r} must be one of {TASK_LAYERS}")
     layers, head = _anchor_model()
-    h = _forward_base(layers, x.float())  # (n, 32)
-    err = torch.softmax(head(h), dim=1) - F.one_hot(y, head.out_features).float()  # (n, C)
-    grad = err.T @ h / len(y)  # (C, 32)
-    return grad[:, : math.ceil(keep * h.shape[1])]
+    if layer == "head":
+        h = _forward_base(layers, x.float())  # (n, 32)
+        err = torch.softmax(head(h), dim=1) - F.one_hot(y, head.out_features).float()  # (n, C)
+        grad = err.T @ h / len(y)  # (C, 32)
+        return grad[:, : math.ceil(keep * h.shape[1])]
+    h_in = _forward_base(layers[:-1], x.float())  # (n, 32): the penultimate layer's input
+    z = layers[-1](h_in)  # (n, 32), before its ReLU
+    err = torch.softmax(head(torch.relu(z)), dim=1) - F.one_hot(y, head.out_features).float()
+    delta = (err @ head.weight) * (z > 0).float()  # (n, 32): back through the head and ReLU
+    grad = delta.T @ h_in / len(y)  # (32 out, 32 in), the shape of the layer's weight
+    return grad[: max(1, int(keep * grad.shape[0]))]
 
 
 def client_task_vectors(
@@ -529,13 +555,15 @@ def client_task_vectors(
     keep: float = 0.4,
     batch_size: int = 64,
     seed: int = 0,
+    layer: str = "head",
 ) -> torch.Tensor:
     """Every client's task vector as RELA would see it after ``rounds`` rounds (one random
     batch a round, Gaussian noise of std ``noise``, averaged as ``g <- (g_new + g) / 2``),
-    without any training: the anchor model is frozen. Returns ``(N, 10, k)``."""
+    without any training: the anchor model is frozen. Returns ``(N, rows, cols)`` (see
+    :func:`task_vector` for ``layer``)."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds={rounds!r} must be an integer >= 1")
-    upload = TaskVector(keep, noise, batch_size)
+    upload = TaskVector(keep, noise, batch_size, layer)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for c in clients:
@@ -577,10 +605,14 @@ class TaskVector:
     batch, plus Gaussian noise of std ``noise``, averaged with the previous rounds' as
     ``g <- (g_new + g) / 2``."""
 
-    def __init__(self, keep: float = 0.4, noise: float = 0.0, batch_size: int = 64) -> None:
+    def __init__(
+        self, keep: float = 0.4, noise: float = 0.0, batch_size: int = 64, layer: str = "head"
+    ) -> None:
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise={noise} must be a finite number >= 0")
-        self.keep, self.noise, self.batch_size = keep, float(noise), batch_size
+        if layer not in TASK_LAYERS:
+            raise ValueError(f"layer={layer!r} must be one of {TASK_LAYERS}")
+        self.keep, self.noise, self.batch_size, self.layer = keep, float(noise), batch_size, layer
 
     def step(self, data, previous=None, generator=None) -> torch.Tensor:
         """One round: a task vector on a random batch of ``data``, noised, averaged with
@@ -589,7 +621,7 @@ class TaskVector:
         x = data.modalities["image"][idx]
         if x.ndim == 4:
             x = frozen.image_features(x)
-        g = task_vector(x, data.y[idx], self.keep)
+        g = task_vector(x, data.y[idx], self.keep, self.layer)
         g = g + self.noise * torch.randn(g.shape, generator=generator)
         return g if previous is None else 0.5 * (g + previous)
 

@@ -188,6 +188,51 @@ def test_ram_is_zero_when_no_modality_alone_does_better():
     assert T.RAM().compute(batch).item() > 0.0
 
 
+def _written_out_nt_xent(a, b, tau):
+    """-log(exp(<a_i, b_i>/tau) / sum over the other 2B-1 rows), per row of [a; b], averaged:
+    FedMVP's MCM term for one modality, written from its equation with unit rows."""
+    rows = torch.cat([a, b])
+    rows = rows / rows.norm(dim=1, keepdim=True)
+    n = len(a)
+    losses = []
+    for i in range(2 * n):
+        partner = (i + n) % (2 * n)
+        others = [j for j in range(2 * n) if j != i]
+        sims = torch.stack([rows[i] @ rows[j] for j in others]) / tau
+        losses.append(-(rows[i] @ rows[partner] / tau - torch.logsumexp(sims, 0)))
+    return torch.stack(losses).mean()
+
+
+def test_mcm_sum_form_equals_fedmvps_sum_over_modalities_and_is_twice_the_mean():
+    model = build_model(UNI, seed=0)
+    batch = _batch(model, DS, n=12)  # every modality present
+    joint, uni = batch.features["joint"], batch.features["unimodal"]
+    expected = sum(_written_out_nt_xent(joint, z, 0.1) for z in uni.values())
+    torch.testing.assert_close(T.MCM(reduction="sum").compute(batch), expected)
+    ratio = T.MCM(reduction="sum").compute(batch) / T.MCM().compute(batch)
+    assert ratio.item() == pytest.approx(len(uni))  # two modalities: the mean is half the sum
+    with pytest.raises(ValueError, match="reduction='max'"):
+        T.MCM(reduction="max")
+
+
+def test_ram_gradient_reaches_the_unimodal_projection_only_without_detach():
+    model = build_model(UNI, seed=0)
+    batch = _batch(model, DS)
+    # a confidently wrong joint classifier, so every modality alone does better and RAM acts
+    batch.logits = 10.0 * torch.nn.functional.one_hot((batch.y + 1) % 10, DS.num_classes).float()
+    grads = {}
+    for detach in (True, False):
+        model.zero_grad()
+        T.RAM(detach_unimodal=detach).compute(batch).backward(retain_graph=True)
+        grads[detach] = sum(
+            0.0 if p.grad is None else float(p.grad.abs().sum())
+            for p in model.unimodal.parameters()
+        )
+    assert grads[True] == 0.0 and grads[False] > 0.0  # FedMVP's form pulls both together
+    with pytest.raises(ValueError, match="detach_unimodal"):
+        T.RAM(detach_unimodal="no")
+
+
 def test_training_with_completion_mcm_and_ram_runs_and_logs_the_terms():
     part = fm.partition.missing_modalities(fm.partition.iid(DS, 3, seed=0), DS, 0.8, seed=0)
     clients = C.complete(part.clients(DS, seed=0), "regression")

@@ -354,3 +354,23 @@ def test_the_base_models_are_trained_once_and_read_back_exactly(tmp_cache):
                 assert torch.equal(a[key], b[key])
     finally:
         H._pretrained.cache_clear()  # later tests read the default cache again
+
+
+def test_the_penultimate_task_vector_is_autograds_weight_gradient_with_its_first_rows_kept():
+    # FedMosaic's code: d(mean CE)/d(penultimate weight), through the frozen head, first 40%
+    # of the rows (output units); checked here against autograd on the same anchor
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 64, generator=gen), torch.randint(0, 10, (40,), generator=gen)
+    layers, head = H._anchor_model()
+    weight = layers[-1].weight
+    with torch.enable_grad():
+        out = x
+        for layer in layers:
+            out = torch.relu(layer(out))
+        loss = torch.nn.functional.cross_entropy(head(out), y)
+        (grad,) = torch.autograd.grad(loss, weight)
+    got = H.task_vector(x, y, layer="penultimate")
+    assert got.shape == (12, 32)  # int(0.4 * 32) rows, every input column
+    torch.testing.assert_close(got, grad[:12], atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="layer='first'"):
+        H.task_vector(x, y, layer="first")
