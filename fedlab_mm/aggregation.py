@@ -1,10 +1,16 @@
 """FedMVP's server: weigh each client by how similar its model is to the others.
 
-FedMVP (Che et al., ECML-PKDD 2024) runs every uploaded client model on data the server
-makes itself, compares the representations pairwise with CKA, builds a client similarity
-graph and averages the models with weights proportional to each client's importance in that
-graph (its weighted degree, as in FedMVP's code). A client whose model represents the probe
-data unlike everyone else's (corrupted data, a broken modality) gets a small weight.
+FedMVP (Che et al., ECML-PKDD 2024) runs every uploaded client model on a probe set the server
+holds, compares the representations pairwise with CKA, builds a client similarity graph and
+averages the models with weights proportional to each client's importance in that graph (its
+weighted degree, as in FedMVP's code). A client whose model represents the probe data unlike
+everyone else's (corrupted data, a broken modality) gets a small weight.
+
+Where the probe comes from is the caller's choice, and it matters. FedMVP's paper says its
+server uses generated data (its released code does not include that step). The kit's recipes
+so far hand the server a held-out split of the clients' own distribution (notebook 06,
+:mod:`fedlab_mm.methods`): in-distribution data a real server would not have, which flatters
+the graph. Notebook 06 measures the graph with a probe the server could really make beside it.
 
 The server sees only what FedAvg sees (the uploaded states) plus its own probe set: never a
 client's data. The probe set's size matters, because CKA is biased upwards for small ``n``
@@ -81,12 +87,15 @@ class CKAGraph(Strategy):
     spec : ModelSpec
         To rebuild each uploaded model on the server.
     probe : MultimodalDataset
-        Server-side inputs (a public or generated set, never client data); labels unused.
+        Server-side inputs; labels unused. See the module docstring on where they come from.
     representation : str
         What to compare: ``"joint"`` (default), ``"logits"`` or a module name.
     centrality : {"degree", "eigenvector"}
     power : float
         Weights proportional to ``importance ** power`` (1 = FedMVP; larger is sharper).
+    normalize_rows : bool
+        Scale each probe sample's representation to unit norm before CKA, as FedMVP's
+        ``cka_similarity`` does (default False: plain linear CKA).
 
     After every round ``graph`` holds the latest ``(N, N)`` CKA matrix, ``weights`` the
     weights used and ``client_ids`` their order; ``probe_size`` is ``len(probe)``.
@@ -101,6 +110,7 @@ class CKAGraph(Strategy):
         representation: str = "joint",
         centrality: str = "degree",
         power: float = 1.0,
+        normalize_rows: bool = False,
     ) -> None:
         if centrality not in CENTRALITIES:
             raise ValueError(f"centrality={centrality!r} must be one of {CENTRALITIES}")
@@ -112,6 +122,7 @@ class CKAGraph(Strategy):
             raise ValueError(f"probe has modalities {probe.names}, the model {spec.names}")
         self.spec, self.probe = spec, probe
         self.representation, self.centrality, self.power = representation, centrality, power
+        self.normalize_rows = bool(normalize_rows)
         self.probe_size = len(probe)
         self._model = build_model(spec)
         self.graph = self.weights = None
@@ -127,7 +138,9 @@ class CKAGraph(Strategy):
         graph = torch.eye(n, dtype=torch.float64)
         for i in range(n):
             for j in range(i + 1, n):
-                graph[i, j] = graph[j, i] = linear_cka(reps[i], reps[j])
+                graph[i, j] = graph[j, i] = linear_cka(
+                    reps[i], reps[j], normalize_rows=self.normalize_rows
+                )
         return graph
 
     def aggregate(self, rnd, global_state, updates):
@@ -143,5 +156,6 @@ class CKAGraph(Strategy):
     def __repr__(self) -> str:
         return (
             f"CKAGraph(representation={self.representation!r}, centrality={self.centrality!r},"
-            f" power={self.power:g}, probe_size={self.probe_size})"
+            f" power={self.power:g}, normalize_rows={self.normalize_rows},"
+            f" probe_size={self.probe_size})"
         )

@@ -4,7 +4,9 @@ A cell runs:
 
 1. the digits as image + caption pairs (:func:`fedlab_mm.data.digits`, half the captions vague
    so the caption alone does not give the answer away), 20% held out by the server (a probe
-   set for CKA and a global test set);
+   set for CKA and a global test set). The probe is a split of the clients' own distribution,
+   which no real server holds: the CKA-graph methods are measured with privileged data here
+   (notebook 06 compares it with a probe the server can make);
 2. a **setting** of four heterogeneity knobs, applied in this order: Dirichlet label skew
    ``alpha``, a ``missing_rate`` of samples missing one modality, a ``labeled_fraction`` of
    usable labels, and a ``corrupted_fraction`` of clients whose training inputs are drowned
@@ -186,7 +188,10 @@ def _fedmvp(clients, server, scale):
     clients, server = _towers(completion.complete(clients, "frozen"), server)
     spec = _spec(clients, unimodal=True)
     losses = [CrossEntropy(), transfer.MCM(), transfer.RAM()]
-    recipe = Recipe(spec, _trainer(scale, losses=losses), CKAGraph(spec, server.probe))
+    # FedMVP's cka_similarity normalises each row first; the joint representation of a
+    # unimodal=True model is already unit norm, so this changes no number here
+    server_step = CKAGraph(spec, server.probe, normalize_rows=True)
+    recipe = Recipe(spec, _trainer(scale, losses=losses), server_step)
     return clients, recipe, server.test
 
 
