@@ -331,6 +331,11 @@ def fedalign(
 ) -> Recipe:
     """Federated broadcasting: LoRA clients (CE on anchors + orthogonality), FedAlign server.
 
+    The defaults give a **reduced** FedAlign: the server never tunes its text encoder
+    (``text_steps=0``) and the clients send no image features (``share_features=False``).
+    The paper's server also tunes the text encoder on what the clients upload:
+    ``fedalign(text_steps=2, share_features=True)`` is that protocol (notebook 07 measures
+    both; the features it needs are embeddings of private images).
     ``seen_classes_only`` swaps the cross-entropy for :class:`SeenClassCE`.
     ``trainer_kwargs`` go to :class:`LocalTrainer` (default: Adam, lr 1e-2, 1 epoch).
     """

@@ -276,7 +276,7 @@ CLAIMS = (
         "server_accuracy",
     ),
     Claim(
-        "FedAlign",
+        "FedAlign, reduced (no server text tuning)",
         "clients sending only LoRA adapters and prototypes learn as well as clients sending "
         "every weight",
         {},
