@@ -410,7 +410,7 @@ def digits(
     >>> ds.modalities["text"].shape
     torch.Size([200, 384])
     """
-    from . import captions, speech
+    from . import speech
 
     n_samples = _check_positive_int("n_samples", n_samples)
     if n_samples > 5000:
@@ -439,19 +439,12 @@ def digits(
     out: dict[str, torch.Tensor] = {}
     meta: dict[str, np.ndarray] = {"mnist_index": order}
 
-    caption_strings, caption_index = captions.caption_table(vague_fraction, y, text_rng)
-    meta["caption"] = caption_strings
+    meta["caption"], text = _captions(y, vague_fraction, text_rng, cache, "text" in modalities)
     for name in modalities:
         if name == "image":
             out["image"] = torch.from_numpy(images[order]).float() / 255.0
         elif name == "text":
-            table = _cached(
-                "text-minilm",
-                {"captions": captions.all_captions()},
-                lambda: {"z": captions.embed(captions.all_captions())},
-                cache,
-            )["z"]
-            out["text"] = table[torch.from_numpy(caption_index)]
+            out["text"] = text
         elif name == "audio":
             params = {
                 "seed": seed,
@@ -480,8 +473,30 @@ def digits(
     return MultimodalDataset(modalities=out, y=torch.from_numpy(y), classes=names, meta=meta)
 
 
+def _captions(labels: np.ndarray, vague_fraction: float, rng, cache=True, embed=True):
+    """A caption per label (strings) and its MiniLM embedding ``(n, 384)`` (``None`` without
+    ``embed``); the embeddings of every template are computed once and cached."""
+    from . import captions
+
+    strings, index = captions.caption_table(vague_fraction, labels, rng)
+    if not embed:
+        return strings, None
+    table = _cached(
+        "text-minilm",
+        {"captions": captions.all_captions()},
+        lambda: {"z": captions.embed(captions.all_captions())},
+        cache,
+    )["z"]
+    return strings, table[torch.from_numpy(index)]
+
+
 # ---------------------------------------------------------------------- public digits
-def public_digits(n_samples: int | None = None, seed: int = 0) -> MultimodalDataset:
+def public_digits(
+    n_samples: int | None = None,
+    seed: int = 0,
+    modalities: tuple[str, ...] = ("image",),
+    vague_fraction: float = 0.1,
+) -> MultimodalDataset:
     """scikit-learn's 1,797 bundled 8x8 digits, resized to MNIST's 1x28x28 layout.
 
     Each 8x8 image is scaled to 20x20 (bilinear) and centred in a 28x28 frame, as MNIST
@@ -493,7 +508,13 @@ def public_digits(n_samples: int | None = None, seed: int = 0) -> MultimodalData
     n_samples : int, optional
         How many to keep (at most 1797; default all), chosen with ``seed``.
     seed : int
-        Chooses and orders the samples.
+        Chooses and orders the samples (and, with ``"text"``, the captions).
+    modalities : tuple of str
+        ``("image",)`` (default) or ``("image", "text")``. The captions are ones a server can
+        write for public images it knows the labels of: the templates of :func:`digits`,
+        embedded with MiniLM, a ``vague_fraction`` of them not naming the digit.
+    vague_fraction : float
+        Share of vague captions, in [0, 1] (only with ``"text"``).
 
     Examples
     --------
@@ -507,6 +528,15 @@ def public_digits(n_samples: int | None = None, seed: int = 0) -> MultimodalData
     n_samples = total if n_samples is None else _check_positive_int("n_samples", n_samples)
     if n_samples > total:
         raise ValueError(f"n_samples={n_samples} is too many; scikit-learn ships {total} digits")
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    if tuple(modalities) not in (("image",), ("image", "text")):
+        raise ValueError(
+            f"modalities={modalities!r} is not allowed; public digits have ('image',) or "
+            "('image', 'text')"
+        )
+    if not 0.0 <= vague_fraction <= 1.0:
+        raise ValueError(f"vague_fraction={vague_fraction} must lie in [0, 1]")
     order = as_rng(seed).permutation(total)[:n_samples]
     small = torch.from_numpy(bunch.images[order]).float().unsqueeze(1) / 16.0  # (n, 1, 8, 8)
     big = torch.nn.functional.interpolate(
@@ -515,9 +545,13 @@ def public_digits(n_samples: int | None = None, seed: int = 0) -> MultimodalData
     image = torch.nn.functional.pad(big, (4, 4, 4, 4)).clamp(0, 1)  # (n, 1, 28, 28)
     from .speech import DIGIT_WORDS
 
+    y = bunch.target[order]
+    out, meta = {"image": image}, {"sklearn_index": order}
+    if "text" in modalities:
+        meta["caption"], out["text"] = _captions(y, vague_fraction, np.random.default_rng(seed))
     return MultimodalDataset(
-        modalities={"image": image},
-        y=torch.from_numpy(bunch.target[order]).long(),
+        modalities=out,
+        y=torch.from_numpy(y).long(),
         classes=list(DIGIT_WORDS),
-        meta={"sklearn_index": order},
+        meta=meta,
     )

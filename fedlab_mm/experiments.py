@@ -28,7 +28,16 @@ import pandas as pd
 import torch
 
 from . import config
-from .methods import BASE, KNOBS, METHODS, Scale, _check_setting, cell_key, run_cell
+from .methods import (
+    BASE,
+    KNOBS,
+    METHODS,
+    PROBE_SOURCES,
+    Scale,
+    _check_setting,
+    cell_key,
+    run_cell,
+)
 
 __all__ = [
     "BASE",
@@ -394,6 +403,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--rounds", type=int, default=Scale.rounds, help="rounds per run")
     g.add_argument("--clients", type=int, default=Scale.num_clients, help="clients per run")
     g.add_argument("--samples", type=int, default=Scale.n_samples, help="digits used (<= 5000)")
+    g.add_argument(
+        "--probe",
+        choices=PROBE_SOURCES,
+        default=Scale.probe_source,
+        help="the CKA server's probe: public digits it captions itself (default) or a "
+        "held-out split of the clients' distribution",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -405,7 +421,12 @@ def main(argv=None) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k)}
     try:
-        scale = Scale(n_samples=args.samples, num_clients=args.clients, rounds=args.rounds)
+        scale = Scale(
+            n_samples=args.samples,
+            num_clients=args.clients,
+            rounds=args.rounds,
+            probe_source=args.probe,
+        )
         out = Path(args.out)
         df = grid(
             methods,

@@ -3,10 +3,12 @@
 A cell runs:
 
 1. the digits as image + caption pairs (:func:`fedlab_mm.data.digits`, half the captions vague
-   so the caption alone does not give the answer away), 20% held out by the server (a probe
-   set for CKA and a global test set). The probe is a split of the clients' own distribution,
-   which no real server holds: the CKA-graph methods are measured with privileged data here
-   (notebook 06 compares it with a probe the server can make);
+   so the caption alone does not give the answer away), 20% held out by the server as its
+   global test set. The CKA-graph methods also need a probe: by default one the server can
+   make itself, public digits (scikit-learn's, :func:`fedlab_mm.data.public_digits`) with
+   captions it writes from their labels (``Scale(probe_source="public")``);
+   ``probe_source="held_out"`` takes it from the held-out split of the clients' own
+   distribution instead, privileged data no real server holds (notebook 06 compares them);
 2. a **setting** of four heterogeneity knobs, applied in this order: Dirichlet label skew
    ``alpha``, a ``missing_rate`` of samples missing one modality, a ``labeled_fraction`` of
    usable labels, and a ``corrupted_fraction`` of clients whose training inputs are drowned
@@ -49,20 +51,33 @@ from .models import ModelSpec
 from .partition import ClientData
 from .personalization import ALA
 
-__all__ = ["BASE", "KNOBS", "METHODS", "Method", "Scale", "Server", "cell_key", "run_cell"]
+__all__ = [
+    "BASE",
+    "KNOBS",
+    "METHODS",
+    "PROBE_SOURCES",
+    "Method",
+    "Scale",
+    "Server",
+    "cell_key",
+    "run_cell",
+]
 
 #: The heterogeneity knobs a setting may change, and their base values.
 BASE = {"alpha": 1.0, "missing_rate": 0.0, "labeled_fraction": 1.0, "corrupted_fraction": 0.0}
 KNOBS = tuple(BASE)
 #: Bumped whenever a cell's meaning changes, so stale cached cells are not reused.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
+#: Where the server's CKA probe comes from (:class:`Scale`).
+PROBE_SOURCES = ("public", "held_out")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """How big one cell is: digits drawn, clients, rounds, and every client's optimiser
     (Adam; 2 epochs at lr 3e-3 reach 80-90% on the base setting in 10 rounds, where the
-    notebooks' 1 epoch at 1e-3 is still near chance after 2 rounds)."""
+    notebooks' 1 epoch at 1e-3 is still near chance after 2 rounds), and the server's probe:
+    ``probe`` samples from ``probe_source`` (one of :data:`PROBE_SOURCES`)."""
 
     n_samples: int = 2000
     num_clients: int = 10
@@ -71,8 +86,11 @@ class Scale:
     lr: float = 3e-3
     batch_size: int = 32
     probe: int = 100
+    probe_source: str = "public"
 
     def __post_init__(self) -> None:
+        if self.probe_source not in PROBE_SOURCES:
+            raise ValueError(f"probe_source={self.probe_source!r} must be one of {PROBE_SOURCES}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr={self.lr!r} must be a finite number > 0")
         for name in ("n_samples", "num_clients", "rounds", "epochs", "batch_size", "probe"):
@@ -184,10 +202,11 @@ def _cka(clients, server, scale):
 
 
 def _fedmvp(clients, server, scale):
-    """Frozen-model completion, MCM + RAM on unimodal representations, CKA graph server."""
+    """Frozen-model completion, MCM + RAM on unimodal representations, CKA graph server, on
+    FedMVP's model (one shared encoder, a residual block before the classifier)."""
     clients, server = _towers(completion.complete(clients, "frozen"), server)
-    spec = _spec(clients, unimodal=True)
-    losses = [CrossEntropy(), transfer.MCM(), transfer.RAM()]
+    spec = _spec(clients, unimodal=True, shared_encoder=True, residual_head=True, dropout=0.1)
+    losses = [CrossEntropy(), transfer.MCM(), transfer.RAM()]  # the code's forms (defaults)
     # FedMVP's cka_similarity normalises each row first; the joint representation of a
     # unimodal=True model is already unit norm, so this changes no number here
     server_step = CKAGraph(spec, server.probe, normalize_rows=True)
@@ -305,7 +324,13 @@ def _clients(setting: dict, seed: int, scale: Scale):
     broken = round(setting["corrupted_fraction"] * scale.num_clients)
     if broken:
         clients = overlays.corrupt_clients(clients, range(broken), "noise", noise=10.0, seed=seed)
-    probe, test = server.subset(slice(0, scale.probe)), server.subset(slice(scale.probe, None))
+    test = server.subset(slice(scale.probe, None))  # the same test set for either probe
+    if scale.probe_source == "held_out":
+        probe = server.subset(slice(0, scale.probe))
+    else:
+        probe = data.public_digits(
+            scale.probe, seed=seed, modalities=("image", "text"), vague_fraction=0.5
+        )
     return clients, Server(probe, test)
 
 

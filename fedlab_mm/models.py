@@ -26,6 +26,7 @@ __all__ = [
     "SpectrogramEncoder",
     "ConcatFusion",
     "AttentionFusion",
+    "ResidualMLP",
     "MultimodalNet",
     "build_model",
     "ENCODER_KINDS",
@@ -84,6 +85,18 @@ class ModelSpec(SpecMethods):
         (FedMVP's setting) instead of the trainable encoders: the public image tower of
         :mod:`fedlab_mm.frozen` for ``image`` (1, 28, 28) and the MiniLM embedding itself for
         ``text`` (384,). Only the projections train; the towers are never sent.
+    shared_encoder : bool
+        With ``unimodal``: FedMVP's ``CommonEncoder``. One linear map of the joint width,
+        followed by L2 normalisation, is shared by the joint representation and every
+        unimodal one (each modality's own projection first brings it to that width, as
+        FedMVP's backbones end in that width). ``False``: each representation is normalised
+        straight after its own projection (the kit's first design).
+    residual_head : bool
+        FedMVP's classifier: ``x + proj2(dropout(relu(proj1(x))))`` (square layers, the
+        spec's ``dropout`` inside), then the linear ``head``. ``False``: the linear ``head``
+        alone, after ``dropout``. Either way ``head`` is the last layer, which RAM applies to a
+        unimodal representation on its own (FedMVP's ``classifier``, without the residual
+        block).
 
     Examples
     --------
@@ -102,6 +115,8 @@ class ModelSpec(SpecMethods):
     heads: int = 4
     unimodal: bool = False
     frozen_towers: bool = False
+    shared_encoder: bool = False
+    residual_head: bool = False
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -128,6 +143,11 @@ class ModelSpec(SpecMethods):
                 raise ValueError(f"heads={self.heads} must divide split={self.split}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout={self.dropout} must lie in [0, 1)")
+        if self.shared_encoder and not self.unimodal:
+            raise ValueError(
+                "shared_encoder=True needs unimodal=True (it encodes the unimodal and the "
+                "joint representations alike)"
+            )
         if self.frozen_towers:
             if not self.unimodal:
                 raise ValueError("frozen_towers=True needs unimodal=True")
@@ -293,6 +313,20 @@ class AttentionFusion(nn.Module):
         return (out * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, k)
 
 
+class ResidualMLP(nn.Module):
+    """FedMVP's block before the classifier: ``x + proj2(dropout(relu(proj1(x))))``, both
+    layers ``(width, width)``."""
+
+    def __init__(self, width: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.proj1 = nn.Linear(width, width)
+        self.proj2 = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj2(self.dropout(torch.relu(self.proj1(x))))
+
+
 # name -> (input shape, representation width) of FedMVP-style frozen unimodal towers
 FROZEN_TOWERS = {"image": ((1, 28, 28), 64), "text": ((384,), 384)}
 
@@ -344,7 +378,11 @@ class MultimodalNet(nn.Module):
             self.unimodal = nn.ModuleDict(
                 {m: nn.Linear(width[m], self.fusion.out_dim) for m in spec.names}
             )
+            if spec.shared_encoder:
+                self.common = nn.Linear(self.fusion.out_dim, self.fusion.out_dim)
         self.dropout = nn.Dropout(spec.dropout)
+        if spec.residual_head:
+            self.residual = ResidualMLP(self.fusion.out_dim, spec.dropout)
         self.head = nn.Linear(self.fusion.out_dim, spec.num_classes)
 
     def _check(self, modalities: dict, present: torch.Tensor | None) -> torch.Tensor:
@@ -386,16 +424,16 @@ class MultimodalNet(nn.Module):
         joint = self.fusion(parts, mask)
         unimodal = {}
         if self.spec.unimodal:  # joint and unimodal reps on the unit sphere, as in FedMVP
-            joint = nn.functional.normalize(joint, dim=1)
+            joint = self._on_sphere(joint)
             if self.spec.frozen_towers:  # no gradient reaches the towers; they are not state
                 inputs = {m: _frozen_tower(m, modalities[m]) for m in self.spec.names}
             else:
                 inputs = {m: torch.cat(parts[m], 1) for m in self.spec.names}
-            unimodal = {
-                m: nn.functional.normalize(self.unimodal[m](inputs[m]), dim=1)
-                for m in self.spec.names
-            }
-        logits = self.head(self.dropout(joint))
+            unimodal = {m: self._on_sphere(self.unimodal[m](inputs[m])) for m in self.spec.names}
+        if self.spec.residual_head:
+            logits = self.head(self.residual(joint))
+        else:
+            logits = self.head(self.dropout(joint))
         return {
             "unimodal": unimodal,
             "h": h,
@@ -405,6 +443,13 @@ class MultimodalNet(nn.Module):
             "joint": joint,
             "logits": logits,
         }
+
+    def _on_sphere(self, x: torch.Tensor) -> torch.Tensor:
+        """A representation onto the unit sphere: through the shared encoder first when the
+        spec has one (FedMVP's ``CommonEncoder``)."""
+        if self.spec.shared_encoder:
+            x = self.common(x)
+        return nn.functional.normalize(x, dim=1)
 
     def embed(self, modalities: dict[str, torch.Tensor], present=None) -> torch.Tensor:
         """The fused joint representation ``(B, width)``."""

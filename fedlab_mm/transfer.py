@@ -9,20 +9,20 @@ terms here, for a model built with ``ModelSpec(unimodal=True)``:
 - :class:`RAM` (representation-aligned margin): pull the joint representation toward a
   unimodal one while that modality alone classifies better.
 
-Weights and temperature follow FedMVP's code: ``MCM(weight=0.01, tau=0.1)``,
-``RAM(weight=0.5)``. Two choices still depart from that code by default, and each has a switch
-that gives the code's form (issue 20 re-measures the recipe with them):
+Weights, temperature and the form of both losses follow FedMVP's code:
+``MCM(weight=0.01, tau=0.1)`` sums its per-modality NT-Xent terms, and ``RAM(weight=0.5)``
+sends the gradient of the distance into both the joint and the unimodal representation. The
+model around them is FedMVP's too when built with ``ModelSpec(unimodal=True,
+shared_encoder=True, residual_head=True)`` (one encoder shared by every representation, a
+residual block before the classifier); :func:`fedlab_mm.methods` uses that recipe.
 
-- MCM *averages* its per-modality terms (``reduction="mean"``); FedMVP's code *sums* them
-  (``reduction="sum"``), so with two modalities the default is half the code's loss and
-  "weight 0.01" acts as 0.005.
-- RAM holds the unimodal representation fixed (``detach_unimodal=True``); FedMVP's code lets
-  the gradient of the distance reach both the joint and the unimodal representation
-  (``detach_unimodal=False``).
+The kit's first reading is kept as options, because notebook 05 measures the two side by side:
+``MCM(reduction="mean")`` averages over the modalities (half the code's loss with two, so
+"weight 0.01" acted as 0.005) and ``RAM(detach_unimodal=True)`` holds the unimodal side fixed.
 
-Also different from the code, and kept: RAM divides by the actual batch size (FedMVP divides by
-its configured batch size, 64, whatever the batch holds), and both losses use only the rows
-where a modality is available (FedMVP's batches are completed first).
+Still different from the code, and kept: RAM divides by the actual batch size (FedMVP divides
+by its configured batch size, 64, so only a short last batch differs), and both losses use only
+the rows where a modality is available (FedMVP's batches are completed first).
 """
 
 from __future__ import annotations
@@ -63,12 +63,13 @@ def _unimodal(batch: Batch):
 
 class MCM(LossTerm):
     """Multi-modal contrastive matching: NT-Xent between the joint representation and each
-    modality's unimodal one (rows where that modality is available), averaged over the
-    modalities (``reduction="mean"``) or summed as FedMVP's code does (``"sum"``)."""
+    modality's unimodal one (rows where that modality is available), summed over the
+    modalities as FedMVP's code does (``reduction="sum"``, default) or averaged (``"mean"``,
+    the kit's first reading)."""
 
     name = "mcm"
 
-    def __init__(self, weight: float = 0.01, tau: float = 0.1, reduction: str = "mean") -> None:
+    def __init__(self, weight: float = 0.01, tau: float = 0.1, reduction: str = "sum") -> None:
         super().__init__(weight)
         self.tau = check_tau(tau)
         if reduction not in REDUCTIONS:
@@ -94,13 +95,14 @@ class RAM(LossTerm):
     """Representation-aligned margin: for each modality whose unimodal representation, put
     through the same classifier, has a lower cross-entropy on the labelled rows than the
     joint one, add ``||z_joint - z_m||_2`` over those rows; the sum is divided by the batch
-    size. With ``detach_unimodal=True`` (default) ``z_m`` is held fixed and only the joint
-    representation is pulled toward the better view; ``False`` sends the gradient into both,
-    as FedMVP's code does. Zero when no modality alone does better, or without labels."""
+    size. By default (``detach_unimodal=False``) the gradient reaches both ``z_J`` and
+    ``z_m``, as in FedMVP's code; ``True`` holds ``z_m`` fixed so that only the joint
+    representation is pulled toward the better view (the kit's first reading). Zero when no
+    modality alone does better, or without labels."""
 
     name = "ram"
 
-    def __init__(self, weight: float = 0.5, detach_unimodal: bool = True) -> None:
+    def __init__(self, weight: float = 0.5, detach_unimodal: bool = False) -> None:
         super().__init__(weight)
         if not isinstance(detach_unimodal, bool):
             raise ValueError(f"detach_unimodal={detach_unimodal!r} must be True or False")

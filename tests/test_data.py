@@ -246,3 +246,15 @@ def test_public_digits():
     assert len(fm.data.public_digits()) == 1797
     with pytest.raises(ValueError, match="n_samples"):
         fm.data.public_digits(n_samples=2000)
+
+
+def test_public_digits_with_server_written_captions():
+    ds = fm.data.public_digits(n_samples=60, seed=1, modalities=("image", "text"), vague_fraction=0)
+    assert ds.modalities["text"].shape == (60, 384) and len(ds.meta["caption"]) == 60
+    # no vague caption: every caption's nearest class prototype is its own label most of the time
+    named = (fm.frozen.classify_text(ds.modalities["text"]).argmax(1) == ds.y).float().mean()
+    assert named > 0.8
+    with pytest.raises(ValueError, match="modalities=.*'image', 'text'"):
+        fm.data.public_digits(10, modalities=("audio",))
+    with pytest.raises(ValueError, match="vague_fraction=2"):
+        fm.data.public_digits(10, modalities=("image", "text"), vague_fraction=2)

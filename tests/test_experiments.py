@@ -186,3 +186,19 @@ def test_each_method_builds_its_papers_recipe_not_a_fedavg_fallback():
         filled[name] = torch.cat([first.modalities[m].flatten(1) for m in first.names], 1)
     assert not torch.equal(filled["zero_fill"], filled["knn_fill"])
     assert not torch.equal(filled["knn_fill"], filled["frozen_fill"])
+
+
+def test_the_cka_probe_is_server_made_public_digits_by_default():
+    from fedlab_mm import methods
+
+    assert Scale().probe_source == "public"
+    clients, server = methods._clients(methods._check_setting({}), 0, TINY)
+    assert "sklearn_index" in server.probe.meta and "mnist_index" not in server.probe.meta
+    assert set(server.probe.modalities) == {"image", "text"} and len(server.probe) == TINY.probe
+    held = Scale(**{**TINY.__dict__, "probe_source": "held_out"})
+    _, privileged = methods._clients(methods._check_setting({}), 0, held)
+    assert "mnist_index" in privileged.probe.meta  # a split of the clients' own MNIST digits
+    assert torch.equal(server.test.y, privileged.test.y)  # the same test set either way
+    assert E.cell_key("cka", {}, 0, TINY) != E.cell_key("cka", {}, 0, held)
+    with pytest.raises(ValueError, match="probe_source='server'.*public.*held_out"):
+        Scale(probe_source="server")
