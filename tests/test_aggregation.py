@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -87,45 +88,27 @@ def test_corrupt_clients():
 
 
 # ------------------------------------------------------------------ effect (synthetic data)
-def _run(seed, broken_fraction, power):
+# The CKA graph's effects with noisy clients (accuracy, the noisy clients' weight) are in
+# tests/effects.py, with their switch-off.
+def _graph_weights(seed, broken):
     ds = fm.data.synthetic(3600, seed=seed)
     rest, server = fm.partition.holdout(ds, 1 / 6, seed=seed)
-    probe, test = server.subset(slice(0, 200)), server.subset(slice(200, None))
     spec = fm.models.ModelSpec.from_dataset(ds, d=32, hidden=64)
     clients = fm.partition.iid(rest, 10, seed=seed).clients(rest, seed=seed)
-    bad = list(range(round(broken_fraction * 10)))
-    if bad:
-        clients = fm.overlays.corrupt_clients(clients, bad, kind="noise", noise=10.0, seed=seed)
-    out = {}
-    for name, strategy in (("fedavg", F.FedAvg()), ("cka", CKAGraph(spec, probe, power=power))):
-        history = F.simulate(
-            clients,
-            spec,
-            F.LocalTrainer(),
-            strategy,
-            rounds=15,
-            seed=seed,
-            global_test=test,
-            progress=False,
-            eval_every=15,
-        )
-        out[name] = history.final()
-    out["bad_weight"] = float(strategy.weights[: len(bad)].sum())
-    return out
+    if broken:
+        clients = fm.overlays.corrupt_clients(clients, broken, kind="noise", noise=10.0, seed=seed)
+    strategy = CKAGraph(spec, server.subset(slice(0, 200)))
+    F.simulate(clients, spec, F.LocalTrainer(), strategy, rounds=5, seed=seed, progress=False,
+               eval_every=5)  # fmt: skip
+    return np.asarray(strategy.weights)
 
 
-def test_cka_graph_downweights_noisy_clients_and_beats_fedavg(one_thread):
-    # Measured, 30% of 10 IID clients with noise of 10x each feature's std, seeds 0/1/2:
-    # power 4: accuracy gain over FedAvg 0.028 / 0.020 / 0.013, the noisy clients' total weight
-    # 0.05 / 0.17 / 0.11 (their sample share is 0.3). FedMVP's plain degree (power 1): gains
-    # -0.003 / 0.013 / -0.003, weight 0.27 / 0.29 / 0.27.
-    runs = [_run(seed, 0.3, power=4.0) for seed in (0, 1, 2)]
-    assert sum(r["cka"] - r["fedavg"] for r in runs) / 3 > 0.01
-    assert max(r["bad_weight"] for r in runs) < 0.2
-
-
-def test_cka_graph_ties_fedavg_on_iid_clients(one_thread):
-    # Measured, seeds 0/1/2, power 1: differences 0.0025 / 0.0 / 0.0.
-    for seed in (0, 1):
-        run = _run(seed, 0.0, power=1.0)
-        assert abs(run["cka"] - run["fedavg"]) <= 0.005
+def test_cka_graph_weights_are_uniform_on_iid_clients_and_not_with_noisy_ones(one_thread):
+    # Largest relative gap from uniform weights, |10 w - 1|, after 5 rounds (FedMVP's degree
+    # weighting), seeds 0-4: clean IID clients 0.007 / 0.002 / 0.011 / 0.003 / 0.006; with
+    # clients 0-2 drowned in noise 0.090 / 0.047 / 0.074 / 0.087 / 0.110. So on IID clients the
+    # graph is FedAvg's average (equal sizes), and the limit 0.02 parts the two cases.
+    clean = _graph_weights(0, [])
+    assert np.abs(10 * clean - 1).max() < 0.02
+    noisy = _graph_weights(0, [0, 1, 2])
+    assert np.abs(10 * noisy - 1).max() > 0.02

@@ -231,14 +231,6 @@ def test_fedalign_is_as_accurate_as_full_fedavg_at_a_tenth_of_the_uplink(digits_
     assert lora_up < 0.1 * full_up
 
 
-def test_the_query_mix_beats_a_plain_average_of_the_high_adapters(digits_stems, one_thread):
-    clients, test = federation(digits_stems, alpha=0.1)
-    _, query, _ = run(B.fedalign(), clients, test)
-    _, plain, _ = run(B.fedalign(high_layers=0), clients, test)
-    # seeds 0-2: 0.958/0.966/0.969 against 0.891/0.903/0.745
-    assert query > plain + 0.03
-
-
 def test_a_seen_class_softmax_keeps_the_classes_a_client_never_saw(digits_stems, one_thread):
     clients, test = federation(digits_stems, alpha=0.1)
 
@@ -268,6 +260,17 @@ def test_the_readme_table_script_runs_in_quick_mode():
     out = bench.main(["--quick"])
     lines = out.splitlines()
     assert lines[0].startswith("| Dirichlet alpha | method | served")
-    assert (
-        len(lines) == 4 and "| 0.5 | FedAlign |" in lines[2] and "| 0.5 | full FedAvg |" in lines[3]
-    )
+    # The quick run's numbers (1 seed, 2 rounds, 1,000 digits), measured when written: served,
+    # server test, never held, uplink KB, downlink KB. Deterministic runs; 0.03 allows a few
+    # test samples either way, the traffic is exact.
+    known = {
+        "FedAlign": [0.663, 0.652, 0.333, 48.7, 48.6],
+        "full FedAvg": [0.678, 0.716, 0.643, 501.5, 516.9],
+    }
+    assert len(lines) == 4
+    for line, (name, values) in zip(lines[2:], known.items()):
+        cells = line.strip("| ").split(" | ")
+        assert cells[:2] == ["0.5", name]
+        numbers = [float(v) for v in cells[2:]]
+        assert numbers[:3] == pytest.approx(values[:3], abs=0.03), name
+        assert numbers[3:] == pytest.approx(values[3:], abs=0.05), name

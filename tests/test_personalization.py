@@ -187,17 +187,11 @@ def _effect(alpha, seed, rounds=15):
     return scores
 
 
-def test_ala_beats_fedavg_under_strong_skew_and_ties_on_iid():
-    # Measured with FedALA's fixed-order slice (3000 synthetic samples, 10 clients, 15 rounds,
-    # model right after the init rule), seeds 0-4: Dirichlet 0.1, ALA 0.939 / 0.892 / 0.858 /
-    # 0.977 / 0.966 vs FedAvg 0.669 / 0.687 / 0.774 / 0.683 / 0.832 (gains 0.27 / 0.21 / 0.08 /
-    # 0.29 / 0.13); IID, differences 0.000 / 0.000 / -0.002 / 0.002 / 0.000. The limit, 0.05,
-    # holds on all five seeds; this test runs two of them.
-    gains = []
-    for seed in (0, 1):
-        skewed = _effect(0.1, seed)
-        gains.append(skewed["ala"] - skewed["fedavg"])
-    assert min(gains) > 0.05
+def test_ala_ties_fedavg_on_iid_clients():
+    # Measured (3000 synthetic samples, 10 IID clients, 15 rounds, the model right after the
+    # init rule), seeds 0-4: ALA minus FedAvg 0.000 / 0.000 / -0.002 / 0.002 / 0.000. With
+    # nothing to personalise, ALA's mix gives the global model back. (ALA's gain under label
+    # skew, and its switch-off, are in tests/effects.py.)
     iid = _effect(0, 0)
     assert abs(iid["ala"] - iid["fedavg"]) < 0.02
 
