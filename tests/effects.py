@@ -380,7 +380,7 @@ EFFECTS = {
             "on +0.044 / +0.119 / +0.099 / +0.091 / +0.076; off 0 on every seed",
         ),
         Effect(
-            "fedepa_losses",
+            "fedepa_losses_split_not_accuracy",
             "the FedEPA losses put the shared latent in the aligned part, not the context",
             "weights 0",
             fedepa_losses_margin,
@@ -397,7 +397,7 @@ EFFECTS = {
             "on +0.110 / +0.100 / +0.080 / +0.050 / +0.134; off 0 on every seed",
         ),
         Effect(
-            "mcm_ram",
+            "mcm_ram_align_not_accuracy",
             "MCM + RAM pull the joint and unimodal representations together (no accuracy "
             "effect at teaching scale: notebook 05)",
             "weights 0",
@@ -406,7 +406,7 @@ EFFECTS = {
             "on +0.643 / +0.613 / +0.512 / +0.593 / +0.588; off 0 on every seed",
         ),
         Effect(
-            "cka_graph_weight",
+            "cka_graph_weight_not_accuracy",
             "the sharpened CKA graph gives noisy clients less than their sample share (its "
             "accuracy gain is not robust: +0.023 / +0.023 / +0.008 / -0.008 / +0.014)",
             "uniform weights",
@@ -423,7 +423,7 @@ EFFECTS = {
             "on +0.117 / +0.040 / +0.122 / +0.087 / +0.105; off 0 on every seed",
         ),
         Effect(
-            "rela",
+            "rela_weights_not_accuracy",
             "RELA puts more weight on clients of the same task than a uniform mix (no "
             "accuracy effect at teaching scale: README)",
             "uniform (T = inf)",
@@ -432,7 +432,7 @@ EFFECTS = {
             "on +0.193 / +0.184 / +0.219 / +0.198 / +0.194; off 0 on every seed",
         ),
         Effect(
-            "colora_pq",
+            "colora_pq_mix_not_accuracy",
             "a client's served P/Q mixes clients of other model sizes (no accuracy effect at "
             "teaching scale: README)",
             "share_pq=False",
