@@ -8,7 +8,9 @@ with :func:`check` for both directions, so the effect test and its switch-off ca
 
 Thresholds sit below the smallest on-margin and above the largest off-margin measured over
 seeds 0-4 (``python -m tests.effects`` measures them again and prints both); each Effect's
-``measured`` says what was seen. CI runs the ``seeds`` of each Effect.
+``measured`` says what was seen. CI runs each Effect's ``seeds`` (seed 0 by default: every
+threshold sits below all five measured on-margins, so one seed keeps the suite's time budget
+and still fails when the mechanism is off).
 
 Runs are cached per process (:func:`functools.cache`), so an arm shared by the on- and the
 off-margin trains once.
@@ -48,7 +50,7 @@ class Effect:
     margin: Callable[[bool, int], float]
     threshold: float
     measured: str
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0,)
 
 
 def margins(effect: Effect, on: bool = True, seeds=None) -> list[float]:

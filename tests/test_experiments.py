@@ -128,15 +128,34 @@ def _claim_df(diffs):
 
 @pytest.mark.parametrize(
     "diffs, verdict",
-    [([0.1, 0.02, 0.05], "holds"), ([0.1, -0.02, 0.05], "mixed"), ([-0.1, -0.2], "does not hold")],
+    [
+        ([0.10, 0.08, 0.09], "holds"),  # every seed far above the 1-point margin
+        ([0.004, 0.006, 0.005], "does not hold"),  # consistent, but below the margin
+        ([0.10, -0.02, 0.05], "inconclusive"),  # the interval spans 0
+        ([-0.1, -0.2, -0.15], "does not hold"),
+    ],
 )
-def test_claims_table_verdict_is_per_seed(diffs, verdict):
+def test_claims_table_verdict_weighs_the_interval_and_the_margin(diffs, verdict):
     table = E.claims_table(_claim_df(diffs), claims=E.CLAIMS[:1])
     assert table.verdict.tolist() == [verdict]
     assert table["seeds won"][0] == f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
     assert table.difference[0] == pytest.approx(sum(diffs) / len(diffs), abs=5e-4)  # rounded
     with pytest.raises(ValueError, match="no cells for"):
         E.claims_table(_claim_df(diffs), claims=E.CLAIMS[2:3])
+
+
+def test_verdict_interval_is_students_t_and_as_good_claims_allow_the_margin():
+    # three seeds: mean 0.02, sample std 0.01, t(0.975, 2) = 4.303 -> half-width 0.02484
+    mean, low, high, word = E.verdict([0.01, 0.02, 0.03])
+    assert mean == pytest.approx(0.02) and high - mean == pytest.approx(0.024843, abs=1e-5)
+    assert low == pytest.approx(2 * mean - high) and word == "inconclusive"
+    # non-inferiority: trailing by less than the margin on every seed holds
+    assert E.verdict([-0.004, -0.005, -0.006], 0.01, "as good")[3] == "holds"
+    assert E.verdict([-0.04, -0.05, -0.06], 0.01, "as good")[3] == "does not hold"
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        E.verdict([0.1])
+    with pytest.raises(ValueError, match="kind='maybe'"):
+        E.Claim("p", "c", {}, "fedavg", "local", kind="maybe")
 
 
 def test_claim_cells_cover_every_claim_once():
