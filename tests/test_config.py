@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 import fedlab_mm as fm
@@ -69,3 +73,18 @@ def test_zero_threads_keeps_torchs_count(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.setenv("FEDLAB_MM_THREADS", "0")
     assert fm.config.use_threads() == before
+
+
+def test_import_limits_the_blas_pools_to_the_same_thread_count():
+    # NumPy's and scikit-learn's BLAS/OpenMP pools spin like torch's when another process
+    # shares the cores, so import fedlab_mm gives them the same one thread
+    code = (
+        "import fedlab_mm\nfrom threadpoolctl import threadpool_info\n"
+        "print(sorted({p['num_threads'] for p in threadpool_info()}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FEDLAB_MM_THREADS"}
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(key, None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1]"
