@@ -32,7 +32,8 @@ Following the authors' code (MECHANISMS.md section 4), except where stated [R]:
   top directions, rotated (orthogonal Procrustes) so that its codes on the public digits match
   the smallest model's, and a scalar gain per side that equalises their spread; shared spaces
   keep the smallest model's frame. The paper fits ``A`` with an MSE plus orthogonality loss and
-  maps ``B`` with a CCA-style whitening;
+  maps ``B`` with a CCA-style whitening. Another alignment can be tried without editing the
+  kit: ``align=`` of :class:`HeteroNet`, :meth:`HeteroSpec.build` and :func:`pq_transfer`;
 - the task vector is the closed-form gradient of the cross-entropy with respect to the anchor's
   head weight, keeping the first 40% of its columns. The authors' code takes the gradient of
   the layer *before* the head (an LLM's last MLP down-projection, the error sent back through
@@ -142,8 +143,9 @@ class HeteroSpec(SpecMethods):
     def label(self) -> str:
         return f"{self.width}x{self.depth}"
 
-    def build(self) -> HeteroNet:
-        return HeteroNet(self)
+    def build(self, align=None) -> HeteroNet:
+        """The model of this size; ``align`` as in :class:`HeteroNet`."""
+        return HeteroNet(self, align)
 
 
 SIZES = {
@@ -407,18 +409,75 @@ def frame_agreement(spec: HeteroSpec, features: torch.Tensor | None = None) -> d
     return out
 
 
+_FRAME_KEYS = ("a", "b", "gain_in", "gain_out")
+
+
+def _block_frames(spec: HeteroSpec, align, layers: list[nn.Linear]) -> list[dict]:
+    """The frames of ``spec``'s block layers: :func:`align_frames` when ``align`` is None,
+    else ``align(spec)``, checked (a ``ValueError`` names ``align``)."""
+    if align is None:
+        return align_frames(spec)
+    _check_align(align)
+    name = getattr(align, "__qualname__", repr(align))
+    frames = align(spec)
+    if not isinstance(frames, (list, tuple)) or len(frames) != len(spec.blocks):
+        raise ValueError(
+            f"align={name} must return a list of {len(spec.blocks)} dicts (one per block "
+            f"layer of {spec.label}, like align_frames); got {type(frames).__name__}"
+        )
+    out = []
+    for k, frame in enumerate(frames):
+        layer = layers[spec.blocks[k]]
+        if not isinstance(frame, dict) or not {"a", "b"} <= set(frame) <= set(_FRAME_KEYS):
+            keys = sorted(frame) if isinstance(frame, dict) else type(frame).__name__
+            raise ValueError(
+                f"align={name}: block {k} of {spec.label} must be a dict with 'a' and 'b' "
+                f"(optionally 'gain_in', 'gain_out'); got {keys}"
+            )
+        a = torch.as_tensor(frame["a"], dtype=torch.float32)
+        b = torch.as_tensor(frame["b"], dtype=torch.float32)
+        want_a, want_b = (spec.rank, layer.in_features), (layer.out_features, spec.rank)
+        if tuple(a.shape) != want_a or tuple(b.shape) != want_b:
+            raise ValueError(
+                f"align={name}: block {k} of {spec.label} needs a {want_a} and b {want_b}; "
+                f"got a {tuple(a.shape)}, b {tuple(b.shape)}"
+            )
+        gains = {g: float(frame.get(g, 1.0)) for g in ("gain_in", "gain_out")}
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()) or not all(
+            math.isfinite(v) for v in gains.values()
+        ):
+            raise ValueError(f"align={name}: block {k} of {spec.label} has non-finite values")
+        out.append({"a": a, "b": b, **gains})
+    return out
+
+
+def _check_align(align) -> None:
+    if align is not None and not callable(align):
+        raise ValueError(
+            f"align={align!r} must be None (align_frames) or a function spec -> list of "
+            "frame dicts, like align_frames"
+        )
+
+
 class HeteroNet(nn.Module):
     """The model family: frozen pretrained MLP layers with adapters, a frozen digit head.
 
     Inputs: images ``(B, 1, 28, 28)`` or their tower features ``(B, 64)``
     (:func:`tower_features`). ``features()`` returns ``{"joint": h, "logits": ...}``.
+
+    ``align`` gives the Co-LoRA blocks' frozen frames: None (the default) uses
+    :func:`align_frames`; any function ``align(spec)`` returning the same kind of list (one
+    dict per block, low to high, with ``a (rank, d_in)``, ``b (d_out, rank)`` and optional
+    scalar ``gain_in``, ``gain_out``, default 1) replaces it, e.g. to try another alignment
+    in :func:`pq_transfer`. The spec stays as it is (hashable, JSON-friendly), so federated
+    runs, which build every model from its spec, use :func:`align_frames`.
     """
 
-    def __init__(self, spec: HeteroSpec) -> None:
+    def __init__(self, spec: HeteroSpec, align=None) -> None:
         super().__init__()
-        self.spec = spec
+        self.spec, self.align = spec, align
         layers, head = _loaded_base(spec)
-        frames = dict(zip(spec.blocks, align_frames(spec)))
+        frames = dict(zip(spec.blocks, _block_frames(spec, align, [*layers, head])))
         self.layers = nn.ModuleList(
             CoLoRALinear(layer, scale=spec.scale, **frames[i])
             if i in frames
@@ -786,7 +845,7 @@ def without_branch(model: HeteroNet, branch: str) -> HeteroNet:
     silenced = (f"b_{branch}", f"p_{branch}", f"q_{branch}")
     state = {k: torch.zeros_like(v) if k.endswith(silenced) else v
              for k, v in model.state_dict().items()}  # fmt: skip
-    twin = HeteroNet(model.spec)
+    twin = HeteroNet(model.spec, model.align)  # the same frames and gains
     twin.load_state_dict(state)
     return twin
 
@@ -807,11 +866,17 @@ def forced_gate(model: nn.Module, value: float):
             gate.forced = None
 
 
-def pq_transfer(dataset, task: str, n_train: int = 500, steps: int = 300, seed: int = 0):
+def pq_transfer(
+    dataset, task: str, n_train: int = 500, steps: int = 300, seed: int = 0, align=None
+):
     """How well P/Q travel between sizes: for each size, train only the Co-LoRA ``P``/``Q``
     (all else frozen) on ``n_train`` samples of ``task``; then copy them into every size's
     global branch (its local branch empty, the gate at 0.5 as in training) and measure
     accuracy on held-out samples.
+
+    ``align`` replaces :func:`align_frames` for every model built here (see
+    :class:`HeteroNet`): a function ``align(spec)`` returning one frame dict per block. It is
+    called once per size.
 
     Returns a DataFrame, rows = the size P/Q were trained on, columns = the size they run in;
     the diagonal is each size's own accuracy; the first row, ``no P/Q``, is each size with its
@@ -822,15 +887,20 @@ def pq_transfer(dataset, task: str, n_train: int = 500, steps: int = 300, seed: 
     n = len(dataset)
     if not 0 < n_train < n:
         raise ValueError(f"n_train={n_train} must lie in (0, {n}) (the rest is the test set)")
+    _check_align(align)
+    if align is not None:  # one call per size, not one per model built
+        align = lru_cache(maxsize=None)(align)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     train, test = dataset.subset(order[:n_train]), dataset.subset(order[n_train:])
     x, y = train.modalities["image"], task_labels(train.y, task)
     x_test, y_test = test.modalities["image"], task_labels(test.y, task)
     trained = {}
     with torch.random.fork_rng(), torch.enable_grad():
+        for spec in SIZES.values():  # fill the frame caches first: built cold, they draw
+            spec.build(align)  # random numbers, and the table would depend on what ran before
         torch.manual_seed(seed)
         for name, spec in SIZES.items():
-            model = spec.build().train()
+            model = spec.build(align).train()
             params = [p for k, p in model.named_parameters() if _is_pq(k)]
             opt = torch.optim.Adam(params, lr=1e-2)
             for _ in range(steps):
@@ -843,12 +913,12 @@ def pq_transfer(dataset, task: str, n_train: int = 500, steps: int = 300, seed: 
     table = {"no P/Q": {}}
     for spec in SIZES.values():
         with torch.no_grad():
-            hits = spec.build().eval()({"image": x_test}).argmax(1) == y_test
+            hits = spec.build(align).eval()({"image": x_test}).argmax(1) == y_test
         table["no P/Q"][spec.label] = float(hits.float().mean())
     for source, blocks in trained.items():
         row = {}
         for spec in SIZES.values():
-            model = spec.build().eval()
+            model = spec.build(align).eval()
             targets = [m for m in model.layers if isinstance(m, CoLoRALinear)]
             with torch.no_grad():
                 for src, dst in zip(blocks, targets):

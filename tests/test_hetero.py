@@ -316,6 +316,57 @@ def test_pq_transfer_diagonal_is_each_size_on_its_own():
         H.pq_transfer(DATA, "parity", n_train=2000)
 
 
+def random_frames(spec: H.HeteroSpec) -> list[dict]:
+    """Seeded random orthonormal frames for every block of ``spec``, gains 0.5 and 3."""
+    dims = {0: (H.IN_DIM, spec.width), 1: (spec.width, spec.num_classes)}
+    return [{"a": orthonormal(spec.rank, dims[k][0], seed=k),
+             "b": orthonormal(spec.rank, dims[k][1], seed=10 + k).T,
+             "gain_in": 0.5, "gain_out": 3.0} for k in range(2)]  # fmt: skip
+
+
+def test_a_custom_alignment_is_used_by_the_models_and_by_pq_transfer():
+    spec = H.SIZES["medium"]
+    blocks = [m for m in spec.build(random_frames).layers if isinstance(m, H.CoLoRALinear)]
+    defaults = [m for m in spec.build().layers if isinstance(m, H.CoLoRALinear)]
+    for layer, default, frame, aligned in zip(
+        blocks, defaults, random_frames(spec), H.align_frames(spec)
+    ):
+        assert torch.equal(layer.a, frame["a"]) and torch.equal(layer.b, frame["b"])
+        assert (layer.gain_in, layer.gain_out) == (0.5, 3.0)
+        assert torch.equal(default.a, aligned["a"])  # no align: align_frames, as before
+    twin = H.without_branch(spec.build(random_frames), "global")
+    assert [m.gain_out for m in twin.layers if isinstance(m, H.CoLoRALinear)] == [3.0, 3.0]
+
+    calls = []
+
+    def counted(s):
+        calls.append(s.label)
+        return random_frames(s)
+
+    kwargs = {"n_train": 200, "steps": 20, "seed": 0}
+    custom = H.pq_transfer(DATA, "parity", align=counted, **kwargs)
+    default = H.pq_transfer(DATA, "parity", **kwargs)
+    assert sorted(calls) == ["128x4", "32x2", "64x3"]  # once per size
+    # empty adapters do not read the frames: the first row is the same; trained P/Q do
+    assert custom.loc["no P/Q"].equals(default.loc["no P/Q"])
+    assert not np.allclose(custom.values[1:], default.values[1:])
+    assert custom.equals(H.pq_transfer(DATA, "parity", align=random_frames, **kwargs))
+
+
+def test_a_bad_alignment_is_refused_naming_align():
+    with pytest.raises(ValueError, match="align='procrustes'"):
+        H.SIZES["small"].build("procrustes")
+    with pytest.raises(ValueError, match="align=3 must be None"):
+        H.pq_transfer(DATA, "parity", align=3)
+    with pytest.raises(ValueError, match="align=.*list of 2 dicts"):
+        H.SIZES["small"].build(lambda spec: random_frames(spec)[:1])
+    wrong = random_frames(H.SIZES["small"])  # frames of width 32 for a width-64 model
+    with pytest.raises(ValueError, match=r"align=.*needs a \(8, 64\)"):
+        H.SIZES["medium"].build(lambda spec: wrong)
+    with pytest.raises(ValueError, match="align=.*'scale'"):
+        H.SIZES["small"].build(lambda spec: [{**f, "scale": 2.0} for f in wrong])
+
+
 def test_without_branch_silences_one_branch_and_keeps_the_rest():
     net = H.SIZES["medium"].build()
     with torch.no_grad():
