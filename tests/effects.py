@@ -121,17 +121,15 @@ def attention_margin(on: bool, seed: int) -> float:
     return _fedepa_served("attention" if on else "concat", seed) - _fedepa_served("concat", seed)
 
 
-@cache
-def _aligned_minus_context(weight: float, seed: int) -> float:
-    """How much more of the shared latent the aligned features hold than the context ones
-    (CKA with the synthetic world's shared latent, mean over modalities), after FedAvg with
-    the three FedEPA losses at ``weight`` each; 10% labels, Dirichlet 0.5, 10 rounds."""
-    ds = fm.data.synthetic(2000, seed=seed)
+def recovery_after_training(seed: int, losses: list, n: int = 2000, rounds: int = 10):
+    """CKA between the aligned/context features and the synthetic world's shared/private
+    latents (mean over modalities), after FedAvg with ``losses``; 10% labels, Dirichlet 0.5.
+    ``tests/test_decomposition.py`` reads the same measurement at a larger size."""
+    ds = fm.data.synthetic(n, seed=seed)
     rest, test = fm.partition.holdout(ds, 0.2, seed=seed)
     part = fm.partition.dirichlet(rest, 10, alpha=0.5, seed=seed)
     part = fm.partition.scarce_labels(part, 0.1, seed=seed)
     spec = ModelSpec.from_dataset(ds, d=32, hidden=64, split=16, fusion="attention")
-    losses = [F.CrossEntropy(), Alignment(weight), Independence(weight), Diversity(weight)]
     sim = F.Simulation(
         part.clients(rest, seed=seed),
         spec,
@@ -139,12 +137,20 @@ def _aligned_minus_context(weight: float, seed: int) -> float:
         F.FedAvg(),
         seed=seed,
         progress=False,
-        eval_every=10,
+        eval_every=rounds,
     )
-    sim.run(10)
+    sim.run(rounds)
     model = build_model(spec)
     model.load_state_dict(sim.global_state)
-    cka = recovery(model, test).mean()
+    return recovery(model, test).mean()
+
+
+@cache
+def _aligned_minus_context(weight: float, seed: int) -> float:
+    """How much more of the shared latent the aligned features hold than the context ones,
+    with the three FedEPA losses at ``weight`` each (10 rounds on ``synthetic(2000)``)."""
+    losses = [F.CrossEntropy(), Alignment(weight), Independence(weight), Diversity(weight)]
+    cka = recovery_after_training(seed, losses)
     return float(cka["aligned~shared"] - cka["context~shared"])
 
 

@@ -16,6 +16,7 @@ from fedlab_mm.decomposition import (
 )
 from fedlab_mm.models import AttentionFusion, ModelSpec, build_model
 from fedlab_mm.personalization import ALA
+from tests.effects import recovery_after_training
 
 DS = fm.data.synthetic(n_samples=400, dims={"image": 12, "audio": 10, "text": 8}, seed=0)
 SPEC = ModelSpec.from_dataset(DS, d=16, hidden=32, split=8, fusion="attention", heads=2)
@@ -154,25 +155,8 @@ def test_unlabeled_clients_still_learn_through_alignment():
 
 
 def _recovery(seed, independence):
-    ds = fm.data.synthetic(3000, seed=seed)
-    rest, test = fm.partition.holdout(ds, 0.2, seed=seed)
-    part = fm.partition.dirichlet(rest, 10, alpha=0.5, seed=seed)
-    part = fm.partition.scarce_labels(part, 0.1, seed=seed)
-    spec = ModelSpec.from_dataset(ds, d=32, hidden=64, split=16, fusion="attention")
     losses = [F.CrossEntropy(), Alignment(), independence, Diversity()]
-    sim = F.Simulation(
-        part.clients(rest, seed=seed),
-        spec,
-        F.LocalTrainer(losses=losses),
-        F.FedAvg(),
-        seed=seed,
-        progress=False,
-        eval_every=15,
-    )
-    sim.run(15)
-    model = build_model(spec)
-    model.load_state_dict(sim.global_state)
-    cka = recovery(model, test).mean()  # over the three modalities
+    cka = recovery_after_training(seed, losses, n=3000, rounds=15)  # over the three modalities
     return {
         "a~shared": cka["aligned~shared"],
         "c~shared": cka["context~shared"],
