@@ -46,8 +46,8 @@ def client_drift(sim):
 
 
 def test_exercise_1_more_local_epochs():
-    """Change `epochs` in the `LocalTrainer` from 1 to 5 on the skewed clients. Does more local
-    work help or hurt the global model? (Hint: client drift.)"""
+    """Change `epochs` in the `LocalTrainer` from 1 to 5 on the skewed clients; measure client
+    drift and the global model's accuracy. Does more local work help or hurt here?"""
     drift, history = {}, {}
     for epochs in (1, 5):
         sim = simulation(epochs=epochs)
