@@ -40,6 +40,7 @@ from . import (
 )
 from .config import scale, smoke
 from .data import MultimodalDataset
+from .experiments import expect
 from .seed import set_seed
 
 config.use_threads()
@@ -75,6 +76,7 @@ __all__ = [
     "viz",
     "widgets",
     "MultimodalDataset",
+    "expect",
     "scale",
     "set_seed",
     "smoke",

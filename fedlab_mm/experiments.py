@@ -49,6 +49,7 @@ __all__ = [
     "Scale",
     "claim_cells",
     "claims_table",
+    "expect",
     "grid",
     "main",
     "ranking",
@@ -345,6 +346,51 @@ def run_claims(
         (m, _check_setting(s), k, scale) for m, s in claim_cells(claims) for k in _seeds(seeds)
     ]
     return _run(cells, cache, processes, progress)
+
+
+def expect(statement: str, holds, *, smoke: bool = False) -> bool:
+    """Check a claim the notebook's prose makes against the numbers a cell just printed.
+
+    Put it in the cell that prints the numbers, with the sentence the markdown below will
+    say. A full run that contradicts the sentence then stops with an ``AssertionError``
+    naming it, instead of leaving prose that its own table contradicts.
+
+    Parameters
+    ----------
+    statement : str
+        The claim, in the words of the prose (e.g. ``"ALA is level with FedAvg + its local
+        epoch"``).
+    holds : bool
+        Whether the printed numbers support it (a Python or NumPy bool).
+    smoke : bool
+        Also check it in smoke mode. Most claims need the full sizes (smoke runs train for
+        two rounds on a few hundred samples), so by default a smoke run prints the claim
+        as not checked; set ``smoke=True`` for claims that hold at any size.
+
+    Returns
+    -------
+    bool
+        ``holds``, when it was checked; True when smoke mode skipped it.
+
+    Examples
+    --------
+    >>> expect("two is more than one", 2 > 1, smoke=True)
+    checked: two is more than one
+    True
+    """
+    if not isinstance(statement, str) or not statement.strip():
+        raise ValueError(f"statement={statement!r} must be the claim's text, a non-empty str")
+    if not isinstance(holds, (bool, np.bool_)):
+        raise ValueError(
+            f"holds={holds!r} must be a bool (the comparison itself), not {type(holds).__name__}"
+        )
+    if config.smoke() and not smoke:
+        print(f"not checked in smoke mode: {statement}")
+        return True
+    if not holds:
+        raise AssertionError(f"the notebook claims '{statement}', but its numbers say otherwise")
+    print(f"checked: {statement}")
+    return True
 
 
 def verdict(diff, margin: float = 0.01, kind: str = "better", level: float = 0.95):

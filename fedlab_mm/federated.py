@@ -119,6 +119,17 @@ class History:
         """The last logged value of :meth:`curve`."""
         return float(self.curve(metric, split).iloc[-1])
 
+    def last(self, metric: str = "accuracy", split: str = "server_test", rounds: int = 3) -> float:
+        """Mean of :meth:`curve` over the last ``rounds`` logged rounds.
+
+        Under skew FedAvg's accuracy swings from round to round, so a comparison read from
+        the final round alone can order two methods either way; the mean over the last few
+        rounds (and then over seeds) is what the notebooks compare.
+        """
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds={rounds!r} must be a positive int (logged rounds to average)")
+        return float(self.curve(metric, split).iloc[-rounds:].mean())
+
     def kilobytes(self) -> dict[str, float]:
         """Mean kilobytes per client and round: ``{"uplink": ..., "downlink": ...}``."""
         system = self.df.query("split == 'system'").groupby("metric").value.mean()

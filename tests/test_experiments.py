@@ -250,3 +250,37 @@ def test_the_cka_probe_is_server_made_public_digits_by_default():
     assert E.cell_key("cka", {}, 0, TINY) != E.cell_key("cka", {}, 0, held)
     with pytest.raises(ValueError, match="probe_source='server'.*public.*held_out"):
         Scale(probe_source="server")
+
+
+def test_expect_checks_a_claim_and_names_it_when_it_fails(monkeypatch, capsys):
+    import fedlab_mm as fm
+
+    monkeypatch.setenv("FEDLAB_MM_SMOKE", "0")
+    assert fm.expect("one is less than two", 1 < 2)
+    assert "checked: one is less than two" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="ALA beats FedAvg"):
+        fm.expect("ALA beats FedAvg", np.float64(0.7) > 0.8)
+    with pytest.raises(ValueError, match="holds"):
+        fm.expect("a number is not a verdict", 0.3)
+    with pytest.raises(ValueError, match="statement"):
+        fm.expect("", True)
+
+
+def test_expect_skips_full_size_claims_in_smoke_mode(monkeypatch, capsys):
+    import fedlab_mm as fm
+
+    monkeypatch.setenv("FEDLAB_MM_SMOKE", "1")
+    assert fm.expect("needs the full sizes", False)
+    assert "not checked in smoke mode" in capsys.readouterr().out
+    with pytest.raises(AssertionError):
+        fm.expect("holds at any size", False, smoke=True)
+
+
+def test_history_last_is_the_mean_of_the_last_rounds():
+    from fedlab_mm.federated import History
+
+    h = History([(r, -1, "server_test", "accuracy", v) for r, v in ((1, 0.2), (2, 0.4), (3, 0.9))])
+    assert h.last(rounds=2) == pytest.approx(0.65)
+    assert h.last(rounds=5) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="rounds"):
+        h.last(rounds=0)
