@@ -98,7 +98,7 @@ def test_every_method_is_known():
 
 @pytest.mark.parametrize("method", list(E.METHODS))
 def test_every_method_gives_its_known_record_on_a_cell_with_missing_modalities(method):
-    scale = Scale(**{**TINY.__dict__, "rounds": 2})
+    scale = Scale(**{**TINY.__dict__, "rounds": 2, "last": 1})  # the final round, as measured
     row = E.run_cell(method, {"missing_rate": 0.5, "alpha": 0.5}, seed=0, scale=scale)
     accuracy, served, server, uplink = KNOWN[method]
     assert row["accuracy"] == pytest.approx(accuracy, abs=0.02)
@@ -284,3 +284,18 @@ def test_history_last_is_the_mean_of_the_last_rounds():
     assert h.last(rounds=5) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="rounds"):
         h.last(rounds=0)
+
+
+def test_a_cell_records_the_mean_over_its_last_rounds():
+    scale = Scale(**{**TINY.__dict__, "rounds": 3, "last": 2})
+    setting = {"alpha": 0.5}
+    row = E.run_cell("fedavg", setting, seed=0, scale=scale)
+    clients, server = fm.methods._clients(E._check_setting(setting), 0, scale)
+    clients, recipe, test = E.METHODS["fedavg"].build(clients, server, scale)
+    h = fm.federated.simulate(clients, *recipe, rounds=3, seed=0, global_test=test, progress=False)
+    per_round = h.curve(split="personal")
+    assert row["accuracy"] == pytest.approx(per_round.iloc[-2:].mean(), abs=1e-9)
+    assert row["accuracy"] != pytest.approx(per_round.iloc[-1], abs=1e-6)  # not the final round
+    assert row["server_accuracy"] == pytest.approx(h.curve().iloc[-2:].mean(), abs=1e-9)
+    with pytest.raises(ValueError, match="last"):
+        Scale(last=0)

@@ -1,6 +1,7 @@
 """tools/prose_numbers.py: quoted results are matched against what cells above printed."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -37,3 +38,24 @@ def test_a_quoted_result_must_be_printed_above_it(tmp_path):
     )
     found = [(cell, number) for cell, number, _ in prose_numbers.unprinted(path)]
     assert found == [(0, "0.913"), (3, "0.874"), (3, "-0.45")]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPARING = sorted(p for p in (ROOT / "notebooks").glob("0[2-9]_*.ipynb"))
+
+
+def _code_of(path):
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def test_every_notebook_that_compares_methods_checks_its_prose_claims():
+    """Notebooks 02-09 draw comparative conclusions, so each states them as fm.expect checks
+    (a full run then fails when its own numbers contradict its prose), and none of them is a
+    constant that cannot fail."""
+    assert len(COMPARING) == 8
+    for path in COMPARING:
+        code = _code_of(path)
+        assert "fm.expect(" in code, f"{path.name} states no claim with fm.expect"
+        constant = re.search(r"fm\.expect\(\s*\"[^\"]*\",\s*(True|False|1|0)\s*[,)]", code)
+        assert not constant, f"{path.name}: {constant.group()} cannot fail"
