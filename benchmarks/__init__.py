@@ -15,3 +15,13 @@ def quick_args(doc: str, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     return args
+
+
+def markdown(table, index: bool = True) -> str:
+    """A DataFrame as a README (GitHub) table, without pandas' optional ``tabulate``."""
+    df = table.reset_index() if index else table
+    head = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)

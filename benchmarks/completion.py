@@ -35,6 +35,8 @@ from fedlab_mm import completion as C
 from fedlab_mm.client import evaluate
 from fedlab_mm.federated import FedAvg, LocalTrainer, Simulation
 
+from . import markdown
+
 STRATEGIES = ("zero", "mask", "mean", "knn", "regression", "frozen")
 RATES = (0.0, 0.2, 0.5, 0.8, 0.9)
 PLAIN = "mask, unimodal=False"
@@ -125,8 +127,8 @@ def main(argv=None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.max_rows", None):
         for view, table in tables(df).items():
-            print(f"\n{view}\n{table.to_markdown()}")
-        print("\nminus masking, paired by seed\n", paired_vs_mask(df).to_markdown())
+            print(f"\n{view}\n{markdown(table)}")
+        print("\nminus masking, paired by seed\n" + markdown(paired_vs_mask(df)))
     print(f"\n{time.perf_counter() - start:.0f} s")
     return df
 

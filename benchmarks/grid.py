@@ -24,6 +24,8 @@ import pandas as pd
 from fedlab_mm import experiments as E
 from fedlab_mm.viz import grid_curves
 
+from . import markdown
+
 METHODS = ["fedavg", "local", "ala", "fedepa", "cka", "fedmvp"]
 KNOBS = {
     "alpha": [0.1, 1, 10],
@@ -64,7 +66,7 @@ def grid_table(df: pd.DataFrame, metric: str = "accuracy") -> str:
 def claims_markdown(table: pd.DataFrame) -> str:
     cols = ["paper", "claim", "setting", "metric", "method score", "baseline score",
             "difference", "95% interval", "seeds won", "verdict"]  # fmt: skip
-    return table[cols].to_markdown(index=False)
+    return markdown(table[cols], index=False)
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -83,7 +85,7 @@ def main(argv=None) -> pd.DataFrame:
     print(claims_markdown(E.claims_table(claims)))
     compute = df.seconds.sum() + claims[~claims.cached].seconds.sum()
     print(f"\n{len(df)} grid cells; {time.perf_counter() - start:.0f} s wall, "
-          f"{compute:.0f} s of single-thread compute in cells trained now")  # fmt: skip
+          f"{compute:.0f} s of compute recorded by the cells (when they were trained)")  # fmt: skip
     return df
 
 
