@@ -26,7 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import clip, lora
-from .client import Batch, CrossEntropy, LocalTrainer, LossTerm, check_tau, zero_loss
+from .client import (
+    Batch,
+    CrossEntropy,
+    LocalTrainer,
+    LossTerm,
+    check_tau,
+    per_class_accuracy,
+    zero_loss,
+)
 from .clip import (  # noqa: F401 - re-exported: one front door for notebook 07
     ADAPT,
     PROMPTS,
@@ -39,7 +47,7 @@ from .clip import (  # noqa: F401 - re-exported: one front door for notebook 07
     stem_features,
 )
 from .federated import Recipe
-from .strategies import FedAvg, Strategy, weighted_average
+from .strategies import FedAvg, LocalOnly, Strategy, weighted_average
 
 __all__ = [
     *clip.__all__,
@@ -52,6 +60,8 @@ __all__ = [
     "FedAlign",
     "fedalign",
     "full_fedavg",
+    "local_only",
+    "never_held",
 ]
 
 
@@ -363,3 +373,38 @@ def full_fedavg(spec: BroadcastSpec | None = None, orth: float = 0.1, **trainer_
         losses=[CrossEntropy(), Orthogonality(orth)], upload=lambda k: k != "anchors", **settings
     )
     return Recipe(spec, trainer, FedAvg())
+
+
+def local_only(spec: BroadcastSpec | None = None, **fedalign_kwargs) -> Recipe:
+    """The no-communication baseline: FedAlign's LoRA clients and trainer, no server.
+
+    Each client trains its own adapters on its own data, round after round
+    (:class:`~fedlab_mm.strategies.LocalOnly`); nothing is averaged or sent. It is what a
+    client gets alone, so it measures how much of a personalised method's accuracy the
+    federation adds. Its accuracy is the history's ``personal`` split (there is no global
+    model). ``fedalign_kwargs`` set the client side as in :func:`fedalign` (``orth``,
+    ``seen_classes_only``, trainer settings); server options are refused.
+    """
+    server_options = {"high_layers", "tau_q", "ex_query", "text_steps", "share_features"}
+    refused = sorted(server_options & set(fedalign_kwargs))
+    if refused:
+        raise ValueError(f"local_only has no server: {refused} would do nothing here")
+    recipe = fedalign(spec, **fedalign_kwargs)
+    return Recipe(recipe.spec, recipe.trainer, LocalOnly())
+
+
+def never_held(sim, test) -> float:
+    """Mean over clients of the served model's accuracy on the classes the client never held.
+
+    For each client with at least one class absent from its training data, the model the
+    server holds for it (:meth:`Simulation.served_model`; a local-only client's own model) is
+    scored per class on ``test`` (the server's test set, which holds every class) and its
+    accuracy averaged over the absent classes. NaN when every client holds every class.
+    """
+    scores = []
+    for client in sim.clients:
+        unseen = sorted(set(range(client.spec.num_classes)) - set(client.data.train.y.tolist()))
+        if unseen:
+            accuracy = per_class_accuracy(sim.served_model(client.client_id), test)
+            scores.append(float(accuracy[unseen].mean()))
+    return float(sum(scores) / len(scores)) if scores else float("nan")

@@ -100,15 +100,16 @@ def per_class_accuracy(table, unseen=(), chance: float | None = None, title: str
     return fig
 
 
-def rank_and_skew(table, rank, alpha, baseline: str = "full FedAvg"):
+def rank_and_skew(table, rank, alpha, baseline="full FedAvg"):
     """Two panels from a sweep table with columns ``rank``, ``alpha``, ``method``,
     ``accuracy``, ``uplink_kb``: accuracy against uplink bytes over the ranks at ``alpha``
-    (``rank`` highlighted), and accuracy against ``alpha`` at ``rank``."""
+    (``rank`` highlighted), and accuracy against ``alpha`` at ``rank``. ``baseline`` names
+    the method (or a tuple of methods) drawn as squares; every other row is FedAlign."""
     plt = _plt()
+    baselines = (baseline,) if isinstance(baseline, str) else tuple(baseline)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     at = table[table.alpha == alpha]
-    lora_rows = at[at.method != baseline].sort_values("rank")
-    base = at[at.method == baseline]
+    lora_rows = at[~at.method.isin(baselines)].sort_values("rank")
     ax = axes[0]
     ax.plot(lora_rows.uplink_kb, lora_rows.accuracy, "o-", color=PALETTE[0], label="FedAlign")
     for _, row in lora_rows.iterrows():
@@ -117,33 +118,34 @@ def rank_and_skew(table, rank, alpha, baseline: str = "full FedAvg"):
     picked = lora_rows[lora_rows["rank"] == rank]
     ax.plot(picked.uplink_kb, picked.accuracy, "o", ms=14, mfc="none", mew=1.5, color="black",
             label=f"rank {rank}: {float(picked.accuracy.iloc[0]):.3f}")  # fmt: skip
-    ax.plot(base.uplink_kb, base.accuracy, "s", color=PALETTE[1],
-            label=f"{baseline}: {float(base.accuracy.iloc[0]):.3f}")  # fmt: skip
+    markers = ("s", "D", "^")
+    for j, name in enumerate(baselines, start=1):
+        base = at[at.method == name]
+        ax.plot(base.uplink_kb, base.accuracy, markers[(j - 1) % 3], color=PALETTE[j],
+                label=f"{name}: {float(base.accuracy.iloc[0]):.3f}")  # fmt: skip
     ax.set_xscale("log")
-    ticks = sorted([*lora_rows.uplink_kb, *base.uplink_kb])
+    ticks = sorted(set(at.uplink_kb))
     ax.set_xticks(ticks, [f"{t:.0f}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("uplink per client and round (KB, log scale)")
-    ax.set_ylabel("accuracy (served models, own test data)")
+    ax.set_ylabel("accuracy on the clients' own test data")
     ax.set_title(f"bytes against accuracy, Dirichlet alpha = {alpha:g}", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax = axes[1]
-    for j, (name, rows) in enumerate(
-        [
-            ("FedAlign", table[(table.method != baseline) & (table["rank"] == rank)]),
-            (baseline, table[table.method == baseline]),
-        ]  # fmt: skip
-    ):
+    series = [("FedAlign", table[~table.method.isin(baselines) & (table["rank"] == rank)])]
+    series += [(name, table[table.method == name]) for name in baselines]
+    for j, (name, rows) in enumerate(series):
         rows = rows.sort_values("alpha")
-        label = f"{name} (rank {rank})" if name == "FedAlign" else name
-        ax.plot(rows.alpha, rows.accuracy, "o-" if j == 0 else "s-", color=PALETTE[j], label=label)
+        label = f"{name} (rank {rank})" if j == 0 else name
+        style = "o-" if j == 0 else markers[(j - 1) % 3] + "-"
+        ax.plot(rows.alpha, rows.accuracy, style, color=PALETTE[j], label=label)
     ax.axvline(alpha, color="#999999", ls="--", lw=1)
     ax.set_xscale("log")
     alphas = sorted(table.alpha.unique())
     ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
     ax.minorticks_off()
     ax.set_xlabel("Dirichlet alpha (small = strong label skew)")
-    ax.set_ylabel("accuracy (served models, own test data)")
+    ax.set_ylabel("accuracy on the clients' own test data")
     ax.set_title("how label skew plays out", fontsize=10)
     ax.legend(fontsize=8)
     low = float(table.accuracy.min())
