@@ -46,7 +46,7 @@ def personal_init(sim):
 
 
 def layer_choice(alpha, seed=0):
-    """The notebook's `layer_choice` with `alpha` as an argument: both ALA runs."""
+    """The notebook's `layer_table` for a Dirichlet `alpha`, keeping both ALA runs."""
     clients = dirichlet_clients(REST, alpha, seed)
     runs = {}
     for name, top in (("ours", ("fusion", "head")), ("FedALA", 2)):
@@ -55,9 +55,10 @@ def layer_choice(alpha, seed=0):
 
 
 def test_exercise_1_layer_choice_with_less_skew():
-    """The layer comparison above used Dirichlet 0.1. Copy `layer_choice`, change its `alpha`
-    to 1.0 (or use `fm.partition.iid`), and run it again: does the choice of layers matter more
-    or less when there is less to personalise?"""
+    """The layer comparison above used Dirichlet 0.1. Add a setting with less skew,
+    `SETTINGS["Dirichlet 1.0"] = dict(alpha=1.0, labeled=1.0, clip=None)`, and call
+    `layer_table("Dirichlet 1.0")`: does the choice of layers matter more or less when there is
+    less to personalise?"""
     skewed, less_skewed = layer_choice(0.1), layer_choice(1.0)
     # At alpha = 1 both layer choices give the same accuracy in every round (identical curves
     # on seeds 0-4). At alpha = 0.1 they were identical too but for one round of seed 4
