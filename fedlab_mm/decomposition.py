@@ -25,8 +25,8 @@ All three use every sample, labelled or not, and only the modalities a sample ha
 Weights. Each term's own default is 1, the weight at which the split is cleanest on the
 synthetic data (the recovery figures above). :func:`fedepa`, the recipe, uses 0.1 for all
 three, because with 5-10% labels the terms at weight 1 outweigh the few labelled samples and
-cost accuracy; at 0.1 the split is weaker but accuracy is best (measurements in the
-closing notes of the issue and in notebook 04).
+cost accuracy; at 0.1 the split is weaker but accuracy is higher on the mean (the README's
+FedEPA table, rebuilt by ``python -m benchmarks.fedepa``; the split in notebook 04).
 """
 
 from __future__ import annotations
@@ -253,8 +253,10 @@ def fedepa(
     """FedEPA as one recipe: ALA initialisation + aligned/context losses + attention fusion.
 
     Every part can be switched off for an ablation: a weight of 0 drops that loss term,
-    ``fusion="concat"`` swaps the fusion, ``personalize=False`` uses plain overwrite
-    (FedAvg's init). ``personalize`` may also be an :class:`ALAConfig`.
+    ``fusion="concat"`` swaps the fusion for an MLP over the concatenated parts,
+    ``fusion="mean"`` keeps the tokens and their LayerNorm but drops the attention (their
+    plain mean), ``personalize=False`` uses plain overwrite (FedAvg's init). ``personalize``
+    may also be an :class:`ALAConfig`.
 
     Parameters
     ----------
@@ -268,6 +270,8 @@ def fedepa(
     tau : float
         InfoNCE temperature.
     independence : {"cka", "orthogonal"}
+    fusion : {"attention", "concat", "mean"}
+        See :data:`fedlab_mm.models.FUSIONS`; anything else raises a ``ValueError``.
     d, hidden : int
         Encoder output width and hidden width (see :class:`ModelSpec`).
     **trainer_kwargs

@@ -26,6 +26,7 @@ __all__ = [
     "SpectrogramEncoder",
     "ConcatFusion",
     "AttentionFusion",
+    "MeanFusion",
     "ResidualMLP",
     "MultimodalNet",
     "build_model",
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 ENCODER_KINDS = ("mlp", "image", "spectrogram")
-FUSIONS = ("concat", "attention")
+FUSIONS = ("concat", "attention", "mean")
 
 
 class SpecMethods:
@@ -64,7 +65,11 @@ class ModelSpec(SpecMethods):
     hidden : int
         Hidden width of MLP encoders and of the fusion block.
     fusion : str
-        One of :data:`FUSIONS`.
+        One of :data:`FUSIONS`: ``"concat"`` (:class:`ConcatFusion`, an MLP over the
+        concatenated features), ``"attention"`` (:class:`AttentionFusion`, self-attention over
+        the aligned/context tokens) or ``"mean"`` (:class:`MeanFusion`, the same tokens
+        averaged with no attention: the ablation of the attention layer). The last two need
+        ``split``.
     encoders : tuple of (name, kind) pairs
         Encoder kind per modality; inferred from the shape when built with
         :meth:`from_dataset` (1-d: ``mlp``, (C, H, W): ``image``, (mels, frames): ``spectrogram``).
@@ -134,11 +139,11 @@ class ModelSpec(SpecMethods):
             raise ValueError(f"fusion={self.fusion!r} must be one of {FUSIONS}")
         if isinstance(self.split, bool) or not isinstance(self.split, int) or self.split < 0:
             raise ValueError(f"split={self.split!r} must be an integer >= 0")
+        if self.fusion in ("attention", "mean") and self.split == 0:
+            raise ValueError(
+                f"fusion={self.fusion!r} pools the aligned/context tokens: set split=k (e.g. 16)"
+            )
         if self.fusion == "attention":
-            if self.split == 0:
-                raise ValueError(
-                    "fusion='attention' attends over aligned/context tokens: set split=k (e.g. 16)"
-                )
             if self.heads < 1 or self.split % self.heads:
                 raise ValueError(f"heads={self.heads} must divide split={self.split}")
         if not 0.0 <= self.dropout < 1.0:
@@ -313,6 +318,34 @@ class AttentionFusion(nn.Module):
         return (out * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, k)
 
 
+class MeanFusion(nn.Module):
+    """:class:`AttentionFusion` without the attention: the mean of the LayerNorm-ed tokens.
+
+    Tokens ``[a_1, c_1, ..., a_M, c_M]`` (B, 2M, k) plus a learned type embedding per slot go
+    through LayerNorm, and the joint embedding is their mean over the present tokens. It keeps
+    everything of the attention fusion except the attention layer (and its residual), so that
+    swapping one for the other measures what the attention adds. A missing modality's tokens
+    are left out of the mean; a sample with no modality at all gets the zero vector, as
+    :class:`ConcatFusion` gives it zero inputs.
+    """
+
+    def __init__(self, names: list[str], k: int, type_embeddings: bool = True) -> None:
+        super().__init__()
+        self.names = list(names)
+        self.out_dim = k
+        tokens = 2 * len(self.names)
+        self.types = nn.Parameter(0.02 * torch.randn(tokens, k)) if type_embeddings else None
+        self.norm = nn.LayerNorm(k)
+
+    def forward(self, parts: dict[str, list[torch.Tensor]], present: torch.Tensor) -> torch.Tensor:
+        tokens = torch.stack([t for m in self.names for t in parts[m]], dim=1)  # (B, 2M, k)
+        if self.types is not None:
+            tokens = tokens + self.types
+        keep = present.repeat_interleave(2, dim=1).unsqueeze(-1)  # (B, 2M, 1), 1 = present
+        out = self.norm(tokens)
+        return (out * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, k)
+
+
 class ResidualMLP(nn.Module):
     """FedMVP's block before the classifier: ``x + proj2(dropout(relu(proj1(x))))``, both
     layers ``(width, width)``."""
@@ -369,6 +402,8 @@ class MultimodalNet(nn.Module):
             self.context = nn.ModuleDict({m: nn.Linear(spec.d, k) for m in spec.names})
         if spec.fusion == "attention":
             self.fusion = AttentionFusion(spec.names, k, spec.heads)
+        elif spec.fusion == "mean":
+            self.fusion = MeanFusion(spec.names, k)
         else:
             self.fusion = ConcatFusion(spec.names, 2 * k if k else spec.d, spec.d, spec.hidden)
         if spec.unimodal:

@@ -114,6 +114,39 @@ def test_spec_checks_for_attention():
         ModelSpec.from_dataset(DS, fusion="attention", split=6, heads=4)
 
 
+def test_mean_fusion_is_the_attention_fusion_without_its_attention():
+    spec = SPEC.replace(fusion="mean")
+    model = build_model(spec, seed=0).eval()
+    x = {m: t[:32] for m, t in DS.modalities.items()}
+    present = torch.ones(32, 3)
+    present[:, 1] = 0  # audio missing: its two tokens leave the mean
+    with torch.no_grad():
+        feats = model.features(x, present)
+        tokens = [feats[part][m] + model.fusion.types[2 * j + i]
+                  for j, m in enumerate(DS.names) for i, part in enumerate(("aligned", "context"))
+                  if m != "audio"]  # fmt: skip
+        by_hand = torch.stack([model.fusion.norm(t) for t in tokens]).mean(0)
+    torch.testing.assert_close(feats["joint"], by_hand)
+    assert feats["joint"].shape == (32, 8) and not hasattr(model.fusion, "attn")
+    garbage = {**x, "audio": torch.randn(32, 10) * 100}
+    torch.testing.assert_close(model(x, present), model(garbage, present))
+    assert not torch.allclose(model(x), model(garbage))
+    # the same parameter names as the attention fusion, minus the attention layer's
+    names = {n for n in build_model(SPEC).state_dict() if not n.startswith("fusion.attn.")}
+    assert set(model.state_dict()) == names
+    assert fedepa(DS, k=8, d=16, hidden=32, fusion="mean").spec.fusion == "mean"
+
+
+def test_spec_and_recipe_refuse_unknown_fusions_and_a_mean_without_split():
+    with pytest.raises(ValueError, match="split"):
+        ModelSpec.from_dataset(DS, fusion="mean")
+    for bad in ("sum", "Mean", ""):
+        with pytest.raises(
+            ValueError, match=r"fusion=.*must be one of \('concat', 'attention', 'mean'\)"
+        ):
+            fedepa(DS, fusion=bad)
+
+
 # ------------------------------------------------------------------ losses in use
 def test_losses_are_finite_with_one_class_and_with_missing_modalities():
     model = build_model(SPEC, seed=0)
