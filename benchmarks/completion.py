@@ -32,7 +32,6 @@ import pandas as pd
 
 import fedlab_mm as fm
 from fedlab_mm import completion as C
-from fedlab_mm.client import evaluate
 from fedlab_mm.federated import FedAvg, LocalTrainer, Simulation
 
 from . import markdown
@@ -40,6 +39,7 @@ from . import markdown
 STRATEGIES = ("zero", "mask", "mean", "knn", "regression", "frozen")
 RATES = (0.0, 0.2, 0.5, 0.8, 0.9)
 PLAIN = "mask, unimodal=False"
+LABELS = {"text": "caption only"}
 VIEWS = ("clients", "both", "image only", "caption only")
 
 
@@ -66,13 +66,7 @@ def one(world_, rate, strategy, seed, rounds, last=3, plain=False) -> dict:
     for _ in range(last):
         sim.run(1)
         model.load_state_dict(sim.global_state)
-        views.append(
-            {
-                "both": evaluate(model, test)["accuracy"],
-                "image only": evaluate(model, test, only="image")["accuracy"],
-                "caption only": evaluate(model, test, only="text")["accuracy"],
-            }
-        )
+        views.append(C.views(model, test, labels=LABELS))
     out = pd.DataFrame(views).mean().to_dict()
     out["clients"] = sim.history.last(split="personal_init", rounds=last)
     return out

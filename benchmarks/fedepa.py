@@ -215,19 +215,24 @@ def paired(runs: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def difference_table(runs: pd.DataFrame) -> str:
-    """Mean ± std over seeds of (row - FedEPA), and on how many seeds the row is ahead."""
+def _paired_table(runs: pd.DataFrame, cell, label=lambda row: row) -> str:
+    """One line per row but FedEPA, one cell per (data, labels) column: ``cell(diffs)`` of
+    that row's differences from FedEPA, paired by seed."""
     df, cols = paired(runs), columns(runs)
     lines = _header(cols)
     for row in ROWS:
         if row == REFERENCE:
             continue
-        cells = []
-        for k, f in cols:
-            d = df[(df.row == row) & (df.data == k) & (df.labeled == f)]["diff"]
-            cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1):.3f} ({int((d > 0).sum())}/{len(d)})")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        diffs = [df[(df.row == row) & (df.data == k) & (df.labeled == f)]["diff"] for k, f in cols]
+        lines.append(f"| {label(row)} | " + " | ".join(cell(d) for d in diffs) + " |")
     return "\n".join(lines)
+
+
+def difference_table(runs: pd.DataFrame) -> str:
+    """Mean ± std over seeds of (row - FedEPA), and on how many seeds the row is ahead."""
+    return _paired_table(
+        runs, lambda d: f"{d.mean():+.3f} ± {d.std(ddof=1):.3f} ({int((d > 0).sum())}/{len(d)})"
+    )
 
 
 MARGIN = 0.01  # a practical margin, fixed before looking: one point of accuracy
@@ -236,18 +241,12 @@ MARGIN = 0.01  # a practical margin, fixed before looking: one point of accuracy
 def verdict_table(runs: pd.DataFrame) -> str:
     """``fm.experiments.verdict`` on (FedEPA - row) by seed: "is FedEPA better by at least
     MARGIN?", with the 95% Student-t interval of the mean difference."""
-    df, cols = paired(runs), columns(runs)
-    lines = _header(cols)
-    for row in ROWS:
-        if row == REFERENCE:
-            continue
-        cells = []
-        for k, f in cols:
-            d = -df[(df.row == row) & (df.data == k) & (df.labeled == f)]["diff"]
-            mean, low, high, word = fm.experiments.verdict(d, MARGIN, kind="better")
-            cells.append(f"{word} [{low:+.3f}, {high:+.3f}]")
-        lines.append(f"| FedEPA minus {row.replace('**', '')} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def cell(d):
+        _, low, high, word = fm.experiments.verdict(-d, MARGIN, kind="better")
+        return f"{word} [{low:+.3f}, {high:+.3f}]"
+
+    return _paired_table(runs, cell, label=lambda row: f"FedEPA minus {row.replace('**', '')}")
 
 
 def search(kinds, n_samples, rounds, processes, save=None) -> pd.DataFrame:

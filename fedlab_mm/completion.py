@@ -51,6 +51,7 @@ __all__ = [
     "STRATEGIES",
     "make",
     "complete",
+    "views",
 ]
 
 
@@ -401,4 +402,24 @@ def complete(clients: list, strategy="mask") -> list:
                 )
         train, test = completer.transform(client.train), completer.transform(client.test)
         out.append(dataclasses.replace(client, train=train, test=test))
+    return out
+
+
+def views(model, data: MultimodalDataset, labels: dict[str, str] | None = None) -> dict:
+    """A model's accuracy on ``data`` with every modality, then with each one alone.
+
+    The test of whether a model degrades gracefully when a modality is missing: ``"both"``
+    (all modalities; the name of notebook 05's image + caption pair), then one entry per
+    modality, ``"<name> only"`` unless ``labels`` renames it (e.g. ``{"text": "caption
+    only"}``).
+    """
+    from .client import evaluate
+
+    labels = labels or {}
+    unknown = sorted(set(labels) - set(data.names))
+    if unknown:
+        raise ValueError(f"labels names modalities {unknown}; the data has {data.names}")
+    out = {"both": evaluate(model, data)["accuracy"]}
+    for m in data.names:
+        out[labels.get(m, f"{m} only")] = evaluate(model, data, only=m)["accuracy"]
     return out

@@ -368,3 +368,30 @@ def test_frozen_towers_feed_the_unimodal_representations_and_are_not_state(tmp_c
 
 
 # ------------------------------------------------------------------ effect on the digits
+
+
+def test_views_scores_every_modality_alone_and_names_them():
+    import fedlab_mm as fm
+    from fedlab_mm.client import evaluate
+
+    ds = fm.data.synthetic(n_samples=120, seed=0)
+    model = fm.models.build_model(fm.models.ModelSpec.from_dataset(ds, d=8, hidden=16))
+    out = C.views(model, ds, labels={ds.names[0]: "first alone"})
+    assert list(out) == ["both", "first alone", *[f"{m} only" for m in ds.names[1:]]]
+    assert out["both"] == evaluate(model, ds)["accuracy"]
+    assert out[f"{ds.names[1]} only"] == evaluate(model, ds, only=ds.names[1])["accuracy"]
+    with pytest.raises(ValueError, match="labels"):
+        C.views(model, ds, labels={"smell": "smell only"})
+
+
+def test_the_completion_benchmark_runs_and_pairs_each_strategy_with_masking(capsys):
+    from benchmarks import completion as B
+
+    df = B.main(["--quick"])
+    assert set(df.strategy) == {"mask", "regression", B.PLAIN}
+    assert sorted(df.rate.unique()) == [0.0, 0.8]
+    at_zero = df[(df.rate == 0.0) & (df.strategy != B.PLAIN)]
+    assert at_zero[B.VIEWS].nunique().eq(1).all()  # nothing missing: one run for every strategy
+    paired = B.paired_vs_mask(df)
+    assert (0.8, "regression") in paired.index
+    assert "minus masking, paired by seed" in capsys.readouterr().out

@@ -16,7 +16,6 @@ import torch
 import fedlab_mm as fm
 from fedlab_mm import completion as C
 from fedlab_mm import transfer as T
-from fedlab_mm.client import evaluate
 from fedlab_mm.federated import CrossEntropy, FedAvg, LocalTrainer, Simulation
 from fedlab_mm.models import ModelSpec
 
@@ -67,9 +66,8 @@ def run(data, spec, clients, strategy):
     sim.run(ROUNDS)
     model = fm.models.build_model(spec)
     model.load_state_dict(sim.global_state)
-    scores = {"all": evaluate(model, server_test)["accuracy"]}
-    for m in ds.names:
-        scores[f"{m} only"] = evaluate(model, server_test, only=m)["accuracy"]
+    scores = C.views(model, server_test)
+    scores["all"] = scores.pop("both")
     return scores
 
 
@@ -163,13 +161,7 @@ def mvp_run(clients, test, losses):
         sim.run(1)
         model = fm.models.build_model(spec)
         model.load_state_dict(sim.global_state)
-        views.append(
-            {
-                "both": evaluate(model, test)["accuracy"],
-                "image only": evaluate(model, test, only="image")["accuracy"],
-                "caption only": evaluate(model, test, only="text")["accuracy"],
-            }
-        )
+        views.append(fm.completion.views(model, test, labels={"text": "caption only"}))
     out = pd.DataFrame(views).mean().to_dict()
     with torch.no_grad():
         features = model.eval().features(test.modalities, test.available.float())
