@@ -348,7 +348,7 @@ def run_claims(
     return _run(cells, cache, processes, progress)
 
 
-def expect(statement: str, holds, *, smoke: bool = False) -> bool:
+def expect(statement: str, holds, *, smoke: bool = False) -> None:
     """Check a claim the notebook's prose makes against the numbers a cell just printed.
 
     Put it in the cell that prints the numbers, with the sentence the markdown below will
@@ -367,16 +367,13 @@ def expect(statement: str, holds, *, smoke: bool = False) -> bool:
         two rounds on a few hundred samples), so by default a smoke run prints the claim
         as not checked; set ``smoke=True`` for claims that hold at any size.
 
-    Returns
-    -------
-    bool
-        ``holds``, when it was checked; True when smoke mode skipped it.
+    It returns nothing (so a notebook cell that ends with it shows only its line), prints
+    ``checked: ...`` or ``not checked in smoke mode: ...``, and raises when the claim fails.
 
     Examples
     --------
     >>> expect("two is more than one", 2 > 1, smoke=True)
     checked: two is more than one
-    True
     """
     if not isinstance(statement, str) or not statement.strip():
         raise ValueError(f"statement={statement!r} must be the claim's text, a non-empty str")
@@ -386,11 +383,10 @@ def expect(statement: str, holds, *, smoke: bool = False) -> bool:
         )
     if config.smoke() and not smoke:
         print(f"not checked in smoke mode: {statement}")
-        return True
+        return
     if not holds:
         raise AssertionError(f"the notebook claims '{statement}', but its numbers say otherwise")
     print(f"checked: {statement}")
-    return True
 
 
 def verdict(diff, margin: float = 0.01, kind: str = "better", level: float = 0.95):
