@@ -57,6 +57,7 @@ from .strategies import (  # noqa: F401 - re-exported
     LocalOnly,
     Strategy,
     _unflatten,
+    client_drift,
     weighted_average,
 )
 

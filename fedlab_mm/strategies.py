@@ -15,7 +15,7 @@ import torch
 
 from .client import ClientUpdate, LossTerm, Proximal, _clone
 
-__all__ = ["weighted_average", "Strategy", "FedAvg", "FedProx", "LocalOnly"]
+__all__ = ["weighted_average", "client_drift", "Strategy", "FedAvg", "FedProx", "LocalOnly"]
 
 
 def weighted_average(states: list[dict[str, torch.Tensor]], weights) -> dict[str, torch.Tensor]:
@@ -37,6 +37,72 @@ def weighted_average(states: list[dict[str, torch.Tensor]], weights) -> dict[str
             acc += wi * state[key].to(torch.float64)
         out[key] = acc.to(ref.dtype)
     return out
+
+
+def client_drift(
+    global_state: dict[str, torch.Tensor], states: list[dict[str, torch.Tensor]], weights=None
+) -> dict[str, float]:
+    """How far the clients' models moved in one round from the global model they started from.
+
+    With ``delta_i = w_i - w`` (every floating-point tensor, flattened into one vector),
+    ``p_i`` the weights normalised to sum to 1 and ``step = sum_i p_i delta_i`` (FedAvg's step):
+
+    - ``distance = sum_i p_i ||delta_i|| / ||w||``: how far a client travels, relative to the
+      size of the global weights;
+    - ``spread = sqrt(sum_i p_i ||delta_i - step||^2) / ||w||``: how much the clients disagree
+      (0 when every client made the same update);
+    - ``kept = ||step|| / sum_i p_i ||delta_i||``: the share of the clients' travel that survives
+      averaging (1 when they all moved the same way, near 0 when their moves cancel; 1 when
+      no client moved at all).
+
+    Parameters
+    ----------
+    global_state : dict of tensors
+        The state the clients received.
+    states : list of dict of tensors
+        Their states after local training (the same keys).
+    weights : sequence of float, optional
+        One non-negative weight per client, e.g. sample counts (default: equal).
+
+    Returns
+    -------
+    dict with float values ``distance``, ``spread`` and ``kept``.
+
+    Examples
+    --------
+    >>> w = {"a": torch.ones(4)}
+    >>> client_drift(w, [{"a": torch.ones(4) * 1.5}, {"a": torch.ones(4) * 0.5}])
+    {'distance': 0.5, 'spread': 0.5, 'kept': 0.0}
+    """
+    states = list(states)
+    if not states:
+        raise ValueError("states is empty: give the state of at least one client")
+    weights = np.ones(len(states)) if weights is None else np.asarray(weights, dtype=np.float64)
+    bad = weights.shape != (len(states),) or not np.isfinite(weights).all()
+    if bad or (weights < 0).any() or not weights.sum() > 0:
+        raise ValueError(
+            f"weights={weights.tolist()} must hold one finite, non-negative weight per state "
+            f"({len(states)}) with a positive sum"
+        )
+    keys = [k for k, v in global_state.items() if v.is_floating_point()]
+    for i, state in enumerate(states):
+        if missing := [k for k in keys if k not in state]:
+            raise ValueError(f"states[{i}] lacks the global state's keys {missing[:3]}")
+    if not keys:
+        raise ValueError("global_state has no floating-point tensors to measure")
+    w = torch.cat([global_state[k].reshape(-1).double() for k in keys])
+    if not w.norm() > 0:
+        raise ValueError("global_state is all zeros: the distance relative to it is undefined")
+    p = torch.as_tensor(weights / weights.sum())
+    deltas = torch.stack([torch.cat([s[k].reshape(-1).double() for k in keys]) - w for s in states])
+    step = p @ deltas  # FedAvg's move of the global model
+    travel = float(p @ deltas.norm(dim=1))
+    spread = float((p @ (deltas - step).pow(2).sum(dim=1)).sqrt())
+    return {
+        "distance": travel / float(w.norm()),
+        "spread": spread / float(w.norm()),
+        "kept": float(step.norm()) / travel if travel > 0 else 1.0,
+    }
 
 
 class Strategy(ABC):
