@@ -8,7 +8,8 @@ import pandas as pd
 
 from fedlab_mm import experiments as E
 
-SCALE = E.Scale(n_samples=600, num_clients=4, rounds=2, epochs=1)
+# last=1: each cell records its final round, as the numbers in the comments below were measured
+SCALE = E.Scale(n_samples=600, num_clients=4, rounds=2, epochs=1, last=1)
 
 
 def test_exercise_1_fedprox_and_ala_as_modalities_go_missing():
