@@ -58,9 +58,9 @@ def recovery_vs_noise(table, title: str = "does the server still see the task gr
         label = f"{setting}: mean over seeds" if setting else "mean over seeds"
         ax.plot(mean.index, mean.values, color=colour, marker="o", lw=2.5, label=label)
     ax.axhline(0, color="grey", ls=":", lw=1)
-    ax.text(
-        table["noise"].max(), 0.02, "chance ", ha="right", va="bottom", color="grey", fontsize=8
-    )
+    # mid-axis (x in axes fraction), clear of the legend and of the near-chance points at the end
+    ax.text(0.6, 0.02, "chance", transform=ax.get_yaxis_transform(), ha="center", va="bottom",
+            color="grey", fontsize=8)  # fmt: skip
     ax.set_xscale("symlog", linthresh=0.1)
     ax.set_xlim(0, table["noise"].max() * 1.1)
     ax.set_xlabel("std of the Gaussian noise added to each task vector")
@@ -72,10 +72,11 @@ def recovery_vs_noise(table, title: str = "does the server still see the task gr
     return fig
 
 
-def accuracy_by_size(table, title: str = "personalised accuracy by model size"):
+def accuracy_by_size(table, title: str = "personalised accuracy by model size", zoom: bool = False):
     """Grouped bars: one group per model size, one bar per method, error bars where ``table``
     has several seeds. ``table``: a DataFrame with columns ``method``, ``size``, ``accuracy``
-    (and optionally ``seed``)."""
+    (and optionally ``seed``). ``zoom=True`` fits the y-axis to the bars and their error bars
+    instead of starting it at zero (say so in the title)."""
     plt = _plt()
     methods = list(dict.fromkeys(table["method"]))
     sizes = list(dict.fromkeys(table["size"]))
@@ -91,7 +92,14 @@ def accuracy_by_size(table, title: str = "personalised accuracy by model size"):
         )
     ax.set_xticks(range(len(sizes)), [f"{s} (width x depth)" for s in sizes])
     ax.set_ylabel("accuracy on the client's own task")
-    ax.set_ylim(0, 1)  # from zero: gaps of a few points should look like what they are
+    if zoom:  # differences of a point or two; the title should say the axis is cut
+        stats = table.groupby(["method", "size"])["accuracy"].agg(["mean", "std"])
+        spread = stats["std"].fillna(0)
+        low, high = float((stats["mean"] - spread).min()), float((stats["mean"] + spread).max())
+        pad = 0.15 * max(high - low, 0.01)
+        ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+    else:
+        ax.set_ylim(0, 1)  # from zero: gaps of a few points should look like what they are
     ax.set_title(title)
     ax.legend(fontsize=8, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
