@@ -36,11 +36,9 @@ def simulation(strategy=None, epochs=1, **kwargs):
     )
 
 
-class DriftRecorder(FedAvg):
-    """The notebook's FedAvg that records fm.federated.client_drift every round."""
-
-    def __init__(self):
-        self.drift = []
+class RecordsDrift:
+    """Mixed into a strategy: records fm.federated.client_drift every round, as the
+    notebook's DriftRecorder does for FedAvg."""
 
     def aggregate(self, rnd, global_state, updates):
         states, sizes = [u.state for u in updates], [u.num_samples for u in updates]
@@ -48,17 +46,19 @@ class DriftRecorder(FedAvg):
         return super().aggregate(rnd, global_state, updates)
 
 
-class ProxDriftRecorder(FedProx):
+class DriftRecorder(RecordsDrift, FedAvg):
+    """The notebook's FedAvg that records its drift."""
+
+    def __init__(self):
+        self.drift = []
+
+
+class ProxDriftRecorder(RecordsDrift, FedProx):
     """The same for FedProx (exercise 2)."""
 
     def __init__(self, mu):
         super().__init__(mu=mu)
         self.drift = []
-
-    def aggregate(self, rnd, global_state, updates):
-        states, sizes = [u.state for u in updates], [u.num_samples for u in updates]
-        self.drift.append(fm.federated.client_drift(global_state, states, sizes))
-        return super().aggregate(rnd, global_state, updates)
 
 
 def mean_distance(recorder):
