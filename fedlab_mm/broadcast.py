@@ -16,7 +16,7 @@ temperatures, the prompt templates and the text-side fine-tune on uploaded featu
 reconstructions [R].
 
 The model both sides share, a CLIP in miniature (MiniLM anchors, a small CNN pretrained on
-public digits), is in :mod:`fedlab_mm.clip`; its names are re-exported here.
+public digits), is in :mod:`fedlab_mm.mini_clip`.
 """
 
 from __future__ import annotations
@@ -25,33 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import clip, lora
-from .client import (
-    Batch,
-    CrossEntropy,
+from .federated import (
+    FedAvg,
+    LocalOnly,
     LocalTrainer,
-    LossTerm,
-    check_tau,
+    PersonalizedStrategy,
+    Recipe,
     per_class_accuracy,
-    zero_loss,
+    weighted_average,
 )
-from .clip import (  # noqa: F401 - re-exported: one front door for notebook 07
-    ADAPT,
-    PROMPTS,
-    STEM_WIDTH,
-    BroadcastNet,
-    BroadcastSpec,
-    TextAnchors,
-    class_anchors,
-    class_prompts,
-    stem_features,
-)
-from .federated import Recipe
-from .strategies import FedAvg, LocalOnly, Strategy, weighted_average
+from .losses import Batch, CrossEntropy, LossTerm, check_tau, orthogonality, zero_loss
+from .mini_clip import BroadcastSpec, TextAnchors
+from .models import lora
 
 __all__ = [
-    *clip.__all__,
-    "orthogonality",
     "Orthogonality",
     "SeenClassCE",
     "class_prototypes",
@@ -66,16 +53,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------- client loss and uploads
-def orthogonality(v: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean of ``cos(v_i, v_j)^2`` over pairs of the batch with different labels (>= 0;
-    0 when different classes are orthogonal, or when the batch has one class)."""
-    u = F.normalize(v, dim=1)
-    differ = (y[:, None] != y[None, :]).float()  # (B, B)
-    if differ.sum() == 0:
-        return (u * 0.0).sum()
-    return ((u @ u.T).pow(2) * differ).sum() / differ.sum()
-
-
 class Orthogonality(LossTerm):
     """FedAlign's feature term: features of different (labelled) classes pushed to be
     orthogonal. Default weight 0.1 (the paper's value is not known)."""
@@ -211,7 +188,7 @@ def query_weights(
     return torch.softmax(score / tau_q, dim=1)
 
 
-class FedAlign(Strategy):
+class FedAlign(PersonalizedStrategy):
     """FedAlign's server: average low-layer adapters, query-mix high-layer adapters per client.
 
     Parameters
@@ -269,11 +246,11 @@ class FedAlign(Strategy):
         high = set(layers[len(layers) - self.high_layers :])
         self.high = [k for k in keys if lora.layer_of(k) in high]
         self.low = [k for k in keys if lora.layer_of(k) not in high]
-        self.personal: dict[int, dict[str, torch.Tensor]] = {}
+        self.served: dict[int, dict[str, torch.Tensor]] = {}  # each client's high-layer mix
 
     def message(self, client_id, global_state):
         out = {k: global_state[k] for k in self.low}
-        out.update(self.personal.get(client_id) or {k: global_state[k] for k in self.high})
+        out.update(self.served.get(client_id) or {k: global_state[k] for k in self.high})
         out["anchors"] = global_state["anchors"]
         return out
 
@@ -290,7 +267,7 @@ class FedAlign(Strategy):
         self.client_ids = [u.client_id for u in updates]
         high = [{k: s[k] for k in self.high} for s in states]
         for row, cid in zip(self.weights, self.client_ids):
-            self.personal[cid] = weighted_average(high, row.numpy())
+            self.served[cid] = weighted_average(high, row.numpy())
         if self.text is not None:
             new["anchors"] = self._tune_text(updates, protos, counts)
         return new
@@ -306,19 +283,15 @@ class FedAlign(Strategy):
             return self.text.anchors()
         return self.text.tune(feats, labels, self.text_steps, self.text_lr, self.spec.tau)
 
-    def state_dict(self):
-        out = {f"{k}/{n}": v for k, state in self.personal.items() for n, v in state.items()}
-        if self.text is not None:  # the text adapters are server state too
-            out.update({f"text/{n}": v for n, v in lora.adapter_state(self.text.model).items()})
-        return out
+    def server_state(self):
+        if self.text is None:
+            return {}
+        return {f"text/{n}": v for n, v in lora.adapter_state(self.text.model).items()}
 
-    def load_state_dict(self, state):
-        from .strategies import _unflatten
-
+    def load_server_state(self, state):
         text = {k[5:]: v for k, v in state.items() if k.startswith("text/")}
-        if text:
+        if text:  # the text adapters are server state too
             self.text.model.load_state_dict(text, strict=False)
-        self.personal = _unflatten({k: v for k, v in state.items() if not k.startswith("text/")})
 
     def __repr__(self) -> str:
         return (
@@ -379,7 +352,7 @@ def local_only(spec: BroadcastSpec | None = None, **fedalign_kwargs) -> Recipe:
     """The no-communication baseline: FedAlign's LoRA clients and trainer, no server.
 
     Each client trains its own adapters on its own data, round after round
-    (:class:`~fedlab_mm.strategies.LocalOnly`); nothing is averaged or sent. It is what a
+    (:class:`~fedlab_mm.federated.LocalOnly`); nothing is averaged or sent. It is what a
     client gets alone, so it measures how much of a personalised method's accuracy the
     federation adds. Its accuracy is the history's ``personal`` split (there is no global
     model). ``fedalign_kwargs`` set the client side as in :func:`fedalign` (``orth``,

@@ -19,13 +19,13 @@ strategy       needs                                        leaks / risks
 ``regression`` local complete pairs (a ridge map from       nothing beyond the client
                each present modality to the missing one)
 ``frozen``     frozen models built from public data         nothing: the models are public
-               (:mod:`fedlab_mm.frozen`); digits only        and applied locally; but their
+               (:mod:`fedlab_mm.pretrained`); digits only        and applied locally; but their
                                                             mistakes become training data
 =============  ===========================================  =================================
 
 Everything here is local to one client: no completion step sends anything to the server.
 
-FedMVP's two knowledge-transfer losses, MCM and RAM, are in :mod:`fedlab_mm.transfer`.
+FedMVP's two knowledge-transfer losses, MCM and RAM, are in :mod:`fedlab_mm.mcm_ram`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from .data import MultimodalDataset
+from . import pretrained
+from .data import MultimodalDataset, speech
+from .federated import evaluate
 
 __all__ = [
     "Completion",
@@ -273,7 +275,7 @@ class Regression(Completion):
 
 
 class Frozen(Completion):
-    """FedMVP's idea with the frozen models the kit has offline (:mod:`fedlab_mm.frozen`).
+    """FedMVP's idea with the frozen models the kit has offline (:mod:`fedlab_mm.pretrained`).
 
     - missing **text**: the frozen public image classifier gives class probabilities; the
       caption is their mix of prompt-augmented class prototypes (MiniLM embeddings);
@@ -307,10 +309,12 @@ class Frozen(Completion):
 
     def _class_probs(self, data, rows):
         """Mean class probabilities of the frozen classifiers over the available views."""
-        from . import frozen
 
         total, count = torch.zeros(len(rows), 10), torch.zeros(len(rows), 1)
-        for m, classify in (("image", frozen.classify_images), ("text", frozen.classify_text)):
+        for m, classify in (
+            ("image", pretrained.classify_images),
+            ("text", pretrained.classify_text),
+        ):
             if m in data.names:
                 use = data.available[rows, data.names.index(m)]
                 if use.any():
@@ -319,24 +323,24 @@ class Frozen(Completion):
         return total / count.clamp_min(1), count.flatten() > 0
 
     def predict(self, data, target, rows):
-        from . import frozen
 
         if target == "text":
             if "image" not in data.names:
                 return None
             ok = data.available[rows, data.names.index("image")]
-            probs = frozen.classify_images(data.modalities["image"][rows[ok]])
-            values = torch.zeros(len(rows), frozen.caption_prototypes().shape[1])
-            values[ok] = torch.nn.functional.normalize(probs @ frozen.caption_prototypes(), dim=1)
+            probs = pretrained.classify_images(data.modalities["image"][rows[ok]])
+            values = torch.zeros(len(rows), pretrained.caption_prototypes().shape[1])
+            values[ok] = torch.nn.functional.normalize(
+                probs @ pretrained.caption_prototypes(), dim=1
+            )
             return values, ok
         if target == "image":
             if "text" not in data.names:
                 return None
             ok = data.available[rows, data.names.index("text")]
             values = torch.zeros(len(rows), 1, 28, 28)
-            values[ok] = frozen.text_to_image(data.modalities["text"][rows[ok]])
+            values[ok] = pretrained.text_to_image(data.modalities["text"][rows[ok]])
             return values, ok
-        from . import speech
 
         probs, ok = self._class_probs(data, rows)
         shape = data.modalities["audio"].shape[1:]
@@ -413,7 +417,6 @@ def views(model, data: MultimodalDataset, labels: dict[str, str] | None = None) 
     modality, ``"<name> only"`` unless ``labels`` renames it (e.g. ``{"text": "caption
     only"}``).
     """
-    from .client import evaluate
 
     labels = labels or {}
     unknown = sorted(set(labels) - set(data.names))

@@ -20,6 +20,10 @@ MECHANISMS notes (section 1.2) [R]:
 - :class:`Diversity`: uniformity of the normalised context vectors (Wang & Isola 2020) plus a
   hinge on the cross-modal similarity of one sample's context vectors.
 
+The pure functions behind the terms (:func:`~fedlab_mm.losses.info_nce`,
+:func:`~fedlab_mm.losses.uniformity`, :func:`~fedlab_mm.losses.diversity`) are in
+:mod:`fedlab_mm.losses`.
+
 All three use every sample, labelled or not, and only the modalities a sample has.
 
 Weights. Each term's own default is 1, the weight at which the split is cleanest on the
@@ -32,56 +36,38 @@ FedEPA table, rebuilt by ``python -m benchmarks.fedepa``; the split in notebook 
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .client import (
+from .cka import linear_cka
+from .federated import FedAvg, LocalTrainer, Recipe
+from .losses import (
     Batch,
     CrossEntropy,
-    LocalTrainer,
     LossTerm,
     check_tau,
+    diversity,
+    info_nce,
     mean_or_zero,
     zero_loss,
 )
-from .federated import Recipe  # noqa: F401 - re-exported
 from .models import ModelSpec
 from .personalization import ALA, ALAConfig
-from .similarity import linear_cka
-from .strategies import FedAvg
 
 __all__ = [
-    "info_nce",
     "linear_cka",
     "Alignment",
     "Independence",
     "Diversity",
     "INDEPENDENCE_FORMS",
-    "Recipe",
     "fedepa",
     "recovery",
 ]
 
 INDEPENDENCE_FORMS = ("orthogonal", "cka")
-
-
-def info_nce(u: torch.Tensor, v: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """Symmetric InfoNCE between paired batches ``u, v`` of shape ``(B, k)``.
-
-    ``S = norm(u) norm(v)^T / tau``; the loss averages cross-entropy of the rows and of the
-    columns of ``S`` against the diagonal. About ``log B`` for unrelated pairs, near 0 for
-    aligned, well separated pairs at small ``tau``.
-    """
-    tau = check_tau(tau)
-    if u.shape != v.shape or u.ndim != 2:
-        raise ValueError(f"u and v must both be (B, k), got {tuple(u.shape)} and {tuple(v.shape)}")
-    scores = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T / tau  # (B, B)
-    target = torch.arange(len(u))
-    return 0.5 * (F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target))
 
 
 def _split_features(batch: Batch):
@@ -169,25 +155,7 @@ class Diversity(LossTerm):
 
     def compute(self, batch: Batch) -> torch.Tensor:
         _, context, present = _split_features(batch)
-        names = list(context)
-        vectors = torch.cat(
-            [F.normalize(context[m][present[:, j]], dim=1) for j, m in enumerate(names)]
-        )
-        total = zero_loss(batch)
-        n = len(vectors)
-        if n >= 2:
-            sq = torch.cdist(vectors, vectors).pow(2)  # (n, n)
-            off = ~torch.eye(n, dtype=torch.bool)
-            total = total + torch.logsumexp(-2.0 * sq[off], dim=0) - math.log(n * (n - 1))
-        cross = []
-        for (i, m), (j, k) in itertools.combinations(enumerate(names), 2):
-            both = present[:, i] & present[:, j]
-            if both.any():
-                sim = F.cosine_similarity(context[m][both], context[k][both], dim=1, eps=1e-8)
-                cross.append(sim.clamp_min(0).mean())
-        if cross and self.hinge:
-            total = total + self.hinge * torch.stack(cross).mean()
-        return total
+        return zero_loss(batch) + diversity(context, present, self.hinge)
 
     def __repr__(self) -> str:
         return f"Diversity(weight={self.weight:g}, hinge={self.hinge:g})"

@@ -5,9 +5,9 @@ brings Ray). The kit's engine (:mod:`fedlab_mm.federated`) already speaks in Flo
 this module is a thin translation of the same objects:
 
 - :func:`client_app`: a Flower ``ClientApp`` whose ``train``/``evaluate`` handlers build a
-  kit :class:`~fedlab_mm.client.Client` for the node's partition, restore its private state
+  kit :class:`~fedlab_mm.federated.Client` for the node's partition, restore its private state
   (local model, learned weights) from ``Context.state``, run the kit's ``fit`` and reply with
-  the kit's :class:`~fedlab_mm.client.ClientUpdate` as records. A ``query`` handler tells the
+  the kit's :class:`~fedlab_mm.federated.ClientUpdate` as records. A ``query`` handler tells the
   server which kit client a node is.
 - :class:`KitStrategy`: a subclass of Flower's message-API ``FedAvg`` that sends every node the
   state the kit strategy chose for its client (one global model, or one per client for
@@ -30,9 +30,8 @@ from pathlib import Path
 
 import torch
 
-from .client import Client, ClientUpdate
-from .client import evaluate as score
-from .federated import Recipe, client_seed
+from .federated import Client, ClientUpdate, Recipe, client_seed
+from .federated import evaluate as score
 from .models import build_model
 
 __all__ = ["KitStrategy", "client_app", "run_simulation", "server_app", "to_record", "from_record"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .client import Client, InitRule, Overwrite
+from .federated import Client, InitRule, Overwrite
 
 __all__ = ["ALAConfig", "ALA", "mixing_weights", "top_parameter_names", "GRANULARITIES"]
 
@@ -127,7 +127,7 @@ def top_parameter_names(model: torch.nn.Module, top_layers: int | tuple[str, ...
 
 
 class ALA(InitRule):
-    """Adaptive local aggregation as a :class:`~fedlab_mm.client.LocalTrainer` init rule.
+    """Adaptive local aggregation as a :class:`~fedlab_mm.federated.LocalTrainer` init rule.
 
     Examples
     --------

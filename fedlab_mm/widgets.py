@@ -15,7 +15,7 @@ import numpy as np
 
 from . import partition as P
 from .data import MultimodalDataset
-from .skew import js_distance
+from .partition.skew import js_distance
 from .viz import PALETTE
 
 __all__ = ["SCHEMES", "build_partition", "PartitionExplorer", "partition_explorer"]

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..knobs import BASE, KNOB_AXES, KNOBS
 from .common import PALETTE, _plt
 
+
 #: How each knob reads on an axis, and whether its axis is logarithmic.
-KNOB_AXES = {
-    "alpha": ("Dirichlet alpha (left: more label skew)", True),
-    "missing_rate": ("share of samples missing a modality", False),
-    "labeled_fraction": ("share of labels clients may use", False),
-    "corrupted_fraction": ("share of clients with noise-drowned inputs", False),
-}
+def _row_labels(df) -> dict:
+    """Method name -> label, from the rows' ``label`` column when the grid wrote one."""
+    if "label" not in df:
+        return {}
+    return dict(zip(df["method"], df["label"]))
 
 
 def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel: str = ""):
@@ -26,11 +27,9 @@ def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel
     metric : str
         A numeric column, e.g. ``"accuracy"`` or ``"server_accuracy"``.
     labels : dict, optional
-        Method name -> legend label (default: the labels of
-        :data:`fedlab_mm.methods.METHODS`, or the name for methods not there).
+        Method name -> legend label (default: the rows' ``label`` column, which
+        :func:`fedlab_mm.experiments.grid` writes, or the method's name).
     """
-    from ..methods import BASE, KNOBS, METHODS
-
     if metric not in df:
         raise ValueError(f"metric={metric!r} is not a column; columns: {list(df.columns)}")
     knobs = [k for k in KNOBS if df[k].nunique() > 1] or ["alpha"]
@@ -41,7 +40,7 @@ def grid_curves(df, metric: str = "accuracy", labels: dict | None = None, ylabel
         nrows, ncols, figsize=(4.6 * ncols + 1.8, 3.4 * nrows), squeeze=False, sharey=True
     )
     methods = list(dict.fromkeys(df["method"]))
-    labels = {**{k: m.label for k, m in METHODS.items()}, **(labels or {})}
+    labels = {**_row_labels(df), **(labels or {})}
     for ax, knob in zip(axes.flat, knobs):
         others = [k for k in KNOBS if k != knob]
         at_base = np.logical_and.reduce([np.isclose(df[k], BASE[k]) for k in others])
@@ -90,12 +89,10 @@ def method_bars(df, metrics: dict, labels: dict | None = None, title: str = ""):
     metrics : dict
         Column -> legend label, e.g. ``{"served_accuracy": "served", "accuracy": "trained"}``.
     labels : dict, optional
-        Method name -> axis label (default: the labels of :data:`fedlab_mm.methods.METHODS`).
+        Method name -> axis label (default: the rows' ``label`` column, or the method's name).
     """
-    from ..methods import METHODS
-
     methods = list(dict.fromkeys(df["method"]))
-    labels = {**{k: m.label for k, m in METHODS.items()}, **(labels or {})}
+    labels = {**_row_labels(df), **(labels or {})}
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 1.2 + 0.6 * len(methods)))
     width = 0.8 / len(metrics)

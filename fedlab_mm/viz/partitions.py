@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..partition.skew import report, summary
 from .common import PALETTE, _client_ticks, _labels_of, _plt
 from .data import spectrogram
 
@@ -132,8 +133,6 @@ def compare_partitions(
     partitions: dict, data, num_classes=None, class_names=None, percent: bool = True
 ):
     """Side-by-side stacked bars of several partitions, e.g. alpha = 0.05 / 0.5 / 50."""
-    from ..skew import summary
-
     plt = _plt()
     fig, axes = plt.subplots(
         1, len(partitions), figsize=(4.2 * len(partitions), 3.6), sharey=True, squeeze=False
@@ -194,8 +193,6 @@ def skew_metrics(partition, data, num_classes=None, title: str = ""):
 
     ``data`` is the dataset (or its labels) the partition was made from.
     """
-    from ..skew import report
-
     plt = _plt()
     table = report(partition, _labels_of(data), num_classes)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))

@@ -181,7 +181,7 @@ def similarity_graph(graph, weights, baseline=None, names=None, flagged=(), titl
 
 
 def cka_heatmap(table, title: str = "layer-by-layer CKA", xlabel="model B", ylabel="model A"):
-    """A layers x layers CKA table (e.g. :func:`fedlab_mm.similarity.layerwise_cka`)."""
+    """A layers x layers CKA table (e.g. :func:`fedlab_mm.cka.layerwise_cka`)."""
     return similarity_heatmap(table, title, xlabel, ylabel, label="linear CKA")
 
 

@@ -16,7 +16,7 @@ A cell runs:
 3. a **method** from :data:`METHODS`, built from the recipes of notebooks 02 to 08. Each
    method reads the data the way its paper does: the image-only methods (broadcasting, RELA)
    drop the caption and the samples without an image; the others read images through the
-   frozen public image tower of :mod:`fedlab_mm.frozen` (so a 10-round run takes seconds)
+   frozen public image tower of :mod:`fedlab_mm.pretrained` (so a 10-round run takes seconds)
    and the caption embedding;
 4. the engine runs it, and :func:`run_cell` returns one tidy record: personalised and
    served accuracy over the clients' test splits, the global model's server-test accuracy
@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 
-from . import broadcast, clip, completion, config, data, hetero, overlays, partition, transfer
-from .aggregation import CKAGraph
+from . import broadcast, completion, config, data, hetero, mcm_ram, mini_clip, partition
+from .cka_graph import CKAGraph
 from .decomposition import fedepa
 from .federated import (
     CrossEntropy,
@@ -47,6 +47,7 @@ from .federated import (
     Recipe,
     Simulation,
 )
+from .knobs import BASE, KNOBS, check_setting
 from .models import ModelSpec
 from .partition import ClientData
 from .personalization import ALA
@@ -63,9 +64,6 @@ __all__ = [
     "run_cell",
 ]
 
-#: The heterogeneity knobs a setting may change, and their base values.
-BASE = {"alpha": 1.0, "missing_rate": 0.0, "labeled_fraction": 1.0, "corrupted_fraction": 0.0}
-KNOBS = tuple(BASE)
 #: Bumped whenever a cell's meaning changes, so stale cached cells are not reused.
 #: 5: a cell records the mean over its last ``Scale.last`` rounds, not the final round.
 CACHE_VERSION = 5
@@ -212,7 +210,7 @@ def _fedmvp(clients, server, scale):
     FedMVP's model (one shared encoder, a residual block before the classifier)."""
     clients, server = _towers(completion.complete(clients, "frozen"), server)
     spec = _spec(clients, unimodal=True, shared_encoder=True, residual_head=True, dropout=0.1)
-    losses = [CrossEntropy(), transfer.MCM(), transfer.RAM()]  # the code's forms (defaults)
+    losses = [CrossEntropy(), mcm_ram.MCM(), mcm_ram.RAM()]  # the code's forms (defaults)
     # FedMVP's cka_similarity normalises each row first; the joint representation of a
     # unimodal=True model is already unit norm, so this changes no number here
     server_step = CKAGraph(spec, server.probe, normalize_rows=True)
@@ -233,7 +231,7 @@ def _adapters(scale) -> dict:
 
 def _broadcasting(make):
     def build(clients, server, scale):
-        view = _image_only(clip.stem_features)
+        view = _image_only(mini_clip.stem_features)
         return _map(clients, view), make(**_adapters(scale)), view(server.test)
 
     return build
@@ -294,42 +292,17 @@ def _dataset(n_samples: int):
     return partition.holdout(ds, 0.2, seed=0)
 
 
-#: Each knob's allowed values: a test, and how the error message states it.
-LIMITS = {
-    "alpha": (lambda v: v > 0, "a number > 0"),
-    "missing_rate": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    "labeled_fraction": (lambda v: 0 < v <= 1, "a fraction in (0, 1]"),
-    "corrupted_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-}
-
-
-def _check_setting(setting: dict) -> dict:
-    """``setting`` with every knob filled in from :data:`BASE`, as floats; a ``ValueError``
-    names an unknown knob or a value out of range."""
-    unknown = sorted(set(setting) - set(KNOBS))
-    if unknown:
-        raise ValueError(f"unknown setting {unknown}; the knobs are {list(KNOBS)}")
-    full = {**BASE, **setting}
-    for knob, (allowed, text) in LIMITS.items():
-        v = full[knob]
-        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if not (number and allowed(v)):
-            raise ValueError(f"{knob}={v!r} must be {text}")
-        full[knob] = float(v)
-    return full
-
-
 def _clients(setting: dict, seed: int, scale: Scale):
     rest, server = _dataset(scale.n_samples)
     part = partition.dirichlet(rest, scale.num_clients, alpha=setting["alpha"], seed=seed)
     if setting["missing_rate"] > 0:
-        part = overlays.missing_modalities(part, rest, setting["missing_rate"], seed=seed)
+        part = partition.missing_modalities(part, rest, setting["missing_rate"], seed=seed)
     if setting["labeled_fraction"] < 1:
-        part = overlays.scarce_labels(part, setting["labeled_fraction"], seed=seed)
+        part = partition.scarce_labels(part, setting["labeled_fraction"], seed=seed)
     clients = part.clients(rest, seed=seed)
     broken = round(setting["corrupted_fraction"] * scale.num_clients)
     if broken:
-        clients = overlays.corrupt_clients(clients, range(broken), "noise", noise=10.0, seed=seed)
+        clients = partition.corrupt_clients(clients, range(broken), "noise", noise=10.0, seed=seed)
     test = server.subset(slice(scale.probe, None))  # the same test set for either probe
     if scale.probe_source == "held_out":
         probe = server.subset(slice(0, scale.probe))
@@ -354,7 +327,7 @@ def run_cell(method: str, setting: dict, seed: int = 0, scale: Scale | None = No
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; valid methods: {list(METHODS)}")
     scale = scale or Scale.default()
-    setting = _check_setting(setting)
+    setting = check_setting(setting)
     start = time.perf_counter()
     clients, server = _clients(setting, int(seed), scale)
     clients, recipe, server_test = METHODS[method].build(clients, server, scale)
@@ -389,7 +362,7 @@ def cell_key(method: str, setting: dict, seed: int, scale: Scale) -> str:
     text = json.dumps(
         {
             "method": method,
-            "setting": _check_setting(setting),
+            "setting": check_setting(setting),
             "seed": int(seed),
             "scale": dataclasses.asdict(scale),
             "version": CACHE_VERSION,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .partition import Partition, _labels
+from .core import Partition, labels_of
 
 __all__ = ["hellinger", "js_distance", "effective_classes", "gini", "report", "summary"]
 
@@ -71,7 +71,7 @@ def gini(sizes) -> float:
 def report(partition: Partition, data, num_classes: int | None = None) -> pd.DataFrame:
     """One row per client: size, classes held, effective classes, distances to the global
     label distribution, labelled fraction and missing rate per modality."""
-    y = _labels(data)
+    y = labels_of(data)
     num_classes = int(y.max()) + 1 if num_classes is None else num_classes
     counts = partition.label_counts(y, num_classes)  # (N, C)
     global_dist = np.bincount(y, minlength=num_classes)

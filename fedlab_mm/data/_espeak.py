@@ -2,7 +2,7 @@
 
 Kept free of package imports so it can also run as a script: eSpeak NG carries hidden
 state from one utterance to the next (the same word can come out a few samples longer
-after other words were spoken), so :func:`fedlab_mm.speech.render_clips` runs this file
+after other words were spoken), so :func:`fedlab_mm.data.speech.render_clips` runs this file
 in a fresh process, where the same list of requests always yields the same waveforms.
 
 Script use: ``python _espeak.py OUT.npz`` with a JSON list of

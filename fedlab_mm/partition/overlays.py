@@ -1,47 +1,23 @@
 """Heterogeneity laid over any partition: what each client can *see* of its samples.
 
-:mod:`fedlab_mm.partition` decides who holds which samples; the functions here return a new
+The splits (:mod:`.splits`) decide who holds which samples; the functions here return a new
 :class:`~fedlab_mm.partition.Partition` with per-client feature transforms, modality masks
-or label masks added, so they compose with every split (and with each other). They are
-re-exported by :mod:`fedlab_mm.partition`: call them as ``fm.partition.missing_modalities``.
+or label masks added, so they compose with every split (and with each other). Call them as
+``fm.partition.missing_modalities`` and so on.
 
 References: feature skew as in Li et al., ICDE 2022; missing modalities with FedMVP's split
 of the missing share between modalities (Che et al., arXiv 2406.11048); scarce labels as in
-FedEPA (arXiv 2504.12025).
-"""
+FedEPA (arXiv 2504.12025)."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import TYPE_CHECKING
-
 import numpy as np
-import torch
 
-from .data import MultimodalDataset
-from .seed import as_rng
+from ..data import MultimodalDataset
+from ..seed import as_rng
+from .core import FEATURE_KINDS, Partition, record
 
-if TYPE_CHECKING:  # partition.py imports this module, not the other way round
-    from .partition import Partition
-
-__all__ = [
-    "corrupt_clients",
-    "FEATURE_KINDS",
-    "feature_skew",
-    "apply_transform",
-    "missing_modalities",
-    "scarce_labels",
-]
-
-FEATURE_KINDS = ("noise", "rotate", "gain")
-
-
-def _record(scheme: str, **kwargs) -> dict:
-    clean = {}
-    for k, v in kwargs.items():
-        clean[k] = v.tolist() if isinstance(v, np.ndarray) else v
-    return {"scheme": scheme, **clean}
+__all__ = ["feature_skew", "missing_modalities", "scarce_labels"]
 
 
 def _check_fraction(name: str, value, num_clients: int) -> np.ndarray:
@@ -89,35 +65,9 @@ def feature_skew(
     old = partition.transforms or [[] for _ in range(n)]
     new = [[*old[k], (modality, kind, float(strength * t[k]))] for k in range(n)]
     return partition.with_changes(
-        _record("feature_skew", modality=modality, kind=kind, strength=strength, spread=spread),
+        record("feature_skew", modality=modality, kind=kind, strength=strength, spread=spread),
         transforms=new,
     )
-
-
-def apply_transform(x: torch.Tensor, kind: str, value: float, rng) -> torch.Tensor:
-    """Apply one feature transformation to a batch ``x`` of shape ``(n, ...)``."""
-    if value == 0 or len(x) == 0:
-        return x
-    if kind == "noise":
-        noise = torch.from_numpy(rng.standard_normal(tuple(x.shape)).astype(np.float32))
-        return x + value * noise
-    if kind == "rotate":
-        if x.ndim != 4:
-            raise ValueError(f"rotate needs images (n, C, H, W), got shape {tuple(x.shape)}")
-        theta = math.radians(value)
-        rot = torch.tensor(
-            [[math.cos(theta), -math.sin(theta), 0.0], [math.sin(theta), math.cos(theta), 0.0]],
-            dtype=x.dtype,
-        )
-        grid = torch.nn.functional.affine_grid(
-            rot.expand(len(x), 2, 3), list(x.shape), align_corners=False
-        )
-        return torch.nn.functional.grid_sample(x, grid, align_corners=False)
-    if kind == "gain":
-        if x.ndim == 3:  # (n, mels, frames) log-mel in [0, 1] spanning 80 dB
-            return (x + value / 80.0).clamp(0.0, 1.0)
-        return x * 10.0 ** (value / 20.0)
-    raise ValueError(f"kind={kind!r} must be one of {FEATURE_KINDS}")
 
 
 def missing_modalities(
@@ -213,7 +163,7 @@ def missing_modalities(
             mask[i, rng.choice(np.flatnonzero(has[k]))] = True
         present.append(mask)
     return partition.with_changes(
-        _record(
+        record(
             "missing_modalities",
             modalities=names,
             rate=rate if not isinstance(rate, np.ndarray) else rate.tolist(),
@@ -242,53 +192,6 @@ def scarce_labels(partition: Partition, fraction=0.1, seed=0) -> Partition:
         mask[rng.choice(len(idx), size=min(n_lab, len(idx)), replace=False)] = True
         labeled.append(mask)
     return partition.with_changes(
-        _record("scarce_labels", fraction=fraction if np.isscalar(fraction) else fractions),
+        record("scarce_labels", fraction=fraction if np.isscalar(fraction) else fractions),
         labeled=labeled,
     )
-
-
-CORRUPTIONS = ("labels", "flip", "noise")
-
-
-def corrupt_clients(
-    clients: list, client_ids, kind: str = "labels", modality=None, noise=3.0, seed=0
-) -> list:
-    """Broken clients, for testing robust aggregation: a copy of ``clients`` where the
-    clients in ``client_ids`` have their *training* data corrupted.
-
-    ``kind="labels"``: their training labels are randomly permuted (the pairs of inputs and
-    labels no longer match); ``kind="flip"``: every label ``c`` becomes ``c + 1`` (mod the
-    number of classes), a consistent lie; ``kind="noise"``: Gaussian noise of std ``noise``
-    times the modality's std is added to ``modality`` (default: every modality). Test splits
-    stay clean.
-    """
-    if kind not in CORRUPTIONS:
-        raise ValueError(f"kind={kind!r} must be one of {CORRUPTIONS}")
-    ids = {c.client_id for c in clients}
-    bad = sorted(set(int(k) for k in client_ids) - ids)
-    if bad:
-        raise ValueError(f"client_ids {bad} are not among the clients {sorted(ids)}")
-    rng = as_rng(seed)
-    out = []
-    for client in clients:
-        if client.client_id not in set(int(k) for k in client_ids):
-            out.append(client)
-            continue
-        train = client.train
-        if kind == "labels":
-            train = train.replace(y=train.y[torch.from_numpy(rng.permutation(len(train)))])
-        elif kind == "flip":
-            train = train.replace(y=(train.y + 1) % train.num_classes)
-        else:
-            names = train.names if modality is None else [modality]
-            unknown = [m for m in names if m not in train.names]
-            if unknown:
-                raise ValueError(f"modality={modality!r} is not one of {train.names}")
-            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            xs = dict(train.modalities)
-            for m in names:
-                x = xs[m]
-                xs[m] = x + noise * x.std() * torch.randn(x.shape, generator=gen).to(x.dtype)
-            train = train.replace(modalities=xs)
-        out.append(dataclasses.replace(client, train=train))
-    return out

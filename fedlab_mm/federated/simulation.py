@@ -1,184 +1,40 @@
-"""The federated engine: one contract for every mechanism in the kit.
-
-It mirrors Flower's Message API so that an adapter can run the same objects there:
-
-- :class:`ClientUpdate`: what a client sends (its shared ``state``, ``num_samples``,
-  ``metrics`` and a ``payload`` of extra tensors). The server sees nothing else.
-- :class:`Client`: holds its private :class:`~fedlab_mm.partition.ClientData`, its local
-  model and a private ``state`` dict (e.g. learned mixing weights) across rounds.
-- :class:`LocalTrainer`: the client's learning rule = an init rule + loss terms + optimiser.
-- :class:`Strategy`: the server's rule; :class:`FedAvg`, :class:`FedProx`, :class:`LocalOnly`.
-- :class:`Simulation` / :func:`simulate`: rounds, client sampling, evaluation, checkpoints.
-- :class:`History`: a tidy table ``(round, client, split, metric, value)``.
-
-FedAvg: McMahan et al., AISTATS 2017. FedProx: Li et al., MLSys 2020.
-
-The client side lives in :mod:`fedlab_mm.client`, the server side in
-:mod:`fedlab_mm.strategies`; this module runs them and re-exports both, so every name above
-is reachable as ``fm.federated.<name>``.
+"""Rounds on one machine: :class:`Simulation` / :func:`simulate`, and :class:`Recipe`, the three
+things a method is (``simulate(clients, *recipe, rounds=...)``).
 
 Randomness is drawn from ``(seed, round, client)``, never from a running stream, so a run
-resumed from a checkpoint continues exactly as an uninterrupted one.
-"""
+resumed from a checkpoint continues exactly as an uninterrupted one."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 
-from . import client as _client
-from . import strategies as _strategies
-from .client import (  # noqa: F401 - re-exported: fm.federated is the engine's one front door
-    Batch,
-    Client,
-    ClientUpdate,
-    CrossEntropy,
-    InitRule,
-    LocalTrainer,
-    LossTerm,
-    Overwrite,
-    Proximal,
-    _clone,
-    evaluate,
-    per_class_accuracy,
-    state_bytes,
-)
-from .models import ModelSpec, build_model
-from .partition import ClientData
-from .strategies import (  # noqa: F401 - re-exported
-    FedAvg,
-    FedProx,
-    LocalOnly,
-    Strategy,
-    _unflatten,
-    client_drift,
-    weighted_average,
-)
+from ..data import MultimodalDataset
+from ..models import Specs, build_model
+from ..partition import ClientData
+from .client import Client, LocalTrainer, evaluate
+from .history import History
+from .server import FedAvg, Strategy
+from .state import clone_state, state_bytes, unflatten
 
-__all__ = [
-    *_client.__all__,
-    *_strategies.__all__,
-    "History",
-    "Recipe",
-    "Simulation",
-    "simulate",
-    "client_seed",
-]
+__all__ = ["Recipe", "Simulation", "client_seed", "simulate"]
 
 
 class Recipe(NamedTuple):
     """A federated method as the three things the engine takes:
     ``simulate(clients, *recipe, rounds=...)``."""
 
-    spec: ModelSpec
+    spec: Specs
     trainer: LocalTrainer
     strategy: Strategy
 
 
-# --------------------------------------------------------------------------- history
-class History:
-    """Everything a run measured, as tidy rows ``(round, client, split, metric, value)``.
-
-    ``client`` is -1 for server-level rows. Splits: ``personal`` (a client's test split,
-    its own model after local training), ``personal_init`` (the same split, the model right
-    after the init rule and before local training: FedALA's evaluation point), ``global``
-    (a client's test split, the model the server holds for it), ``server_test`` (the
-    held-out global test set, the global model), ``train`` (local training losses) and
-    ``system`` (bytes and seconds per round).
-    """
-
-    COLUMNS = ("round", "client", "split", "metric", "value")
-
-    def __init__(self, records: list | None = None) -> None:
-        self.records: list[tuple] = [tuple(r) for r in (records or [])]
-
-    def log(self, rnd: int, client: int, split: str, metric: str, value: float) -> None:
-        self.records.append((int(rnd), int(client), split, metric, float(value)))
-
-    @property
-    def df(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records, columns=list(self.COLUMNS))
-
-    def curve(self, metric: str = "accuracy", split: str = "server_test") -> pd.Series:
-        """Per round: the value (mean over clients for client-level splits)."""
-        df = self.df
-        rows = df[(df.metric == metric) & (df.split == split)]
-        if rows.empty:
-            raise ValueError(
-                f"no rows for metric={metric!r}, split={split!r}; "
-                f"splits logged: {sorted(df.split.unique())}"
-            )
-        return rows.groupby("round")["value"].mean().rename(f"{split} {metric}")
-
-    def final(self, metric: str = "accuracy", split: str = "server_test") -> float:
-        """The last logged value of :meth:`curve`."""
-        return float(self.curve(metric, split).iloc[-1])
-
-    def last(self, metric: str = "accuracy", split: str = "server_test", rounds: int = 3) -> float:
-        """Mean of :meth:`curve` over the last ``rounds`` logged rounds.
-
-        Under skew FedAvg's accuracy swings from round to round, so a comparison read from
-        the final round alone can order two methods either way; the mean over the last few
-        rounds (and then over seeds) is what the notebooks compare.
-        """
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"rounds={rounds!r} must be a positive int (logged rounds to average)")
-        return float(self.curve(metric, split).iloc[-rounds:].mean())
-
-    def kilobytes(self) -> dict[str, float]:
-        """Mean kilobytes per client and round: ``{"uplink": ..., "downlink": ...}``."""
-        system = self.df.query("split == 'system'").groupby("metric").value.mean()
-        if "bytes_up" not in system:
-            raise ValueError("no system rows logged: run at least one round")
-        per_client = system["clients"] * 1e3
-        return {
-            "uplink": system["bytes_up"] / per_client,
-            "downlink": system["bytes_down"] / per_client,
-        }
-
-    def plot(
-        self, metric: str = "accuracy", splits=("server_test", "personal"), ax=None, label: str = ""
-    ):
-        """Learning curves of ``metric`` for several splits."""
-        import matplotlib.pyplot as plt
-
-        from .viz import draw_curves
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3.5))
-        available = set(self.df.split)
-        series = {f"{label} {s}".strip(): self.curve(metric, s) for s in splits if s in available}
-        return draw_curves(ax, series, ylabel=metric)
-
-    def to_json(self) -> str:
-        return json.dumps({"columns": self.COLUMNS, "records": self.records})
-
-    @classmethod
-    def from_json(cls, text: str) -> History:
-        return cls(json.loads(text)["records"])
-
-    def __eq__(self, other) -> bool:
-        """Equal when every row matches, except wall-clock ``seconds`` (never reproducible)."""
-        if not isinstance(other, History):
-            return NotImplemented
-        keep = lambda rows: [r for r in rows if r[3] != "seconds"]  # noqa: E731
-        return keep(self.records) == keep(other.records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __repr__(self) -> str:
-        rounds = max((r[0] for r in self.records), default=0)
-        return f"History({len(self.records)} rows, {rounds} rounds)"
-
-
-# --------------------------------------------------------------------------- simulation
 def client_seed(*parts: int) -> int:
     """The torch seed a client uses in a round: ``client_seed(seed, round, client_id)``."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
@@ -191,7 +47,9 @@ class Simulation:
     ----------
     clients : list of ClientData
         From :meth:`fedlab_mm.partition.Partition.clients`.
-    spec : ModelSpec
+    spec : ModelSpec, or a mapping client id -> spec
+        Any :class:`~fedlab_mm.models.ModelSpecLike`; one per client builds heterogeneous
+        models (then the strategy must be personalised: there is no global model).
     trainer : LocalTrainer
     strategy : Strategy
     clients_per_round : int, optional
@@ -208,7 +66,7 @@ class Simulation:
     def __init__(
         self,
         clients,
-        spec: ModelSpec,
+        spec: Specs,
         trainer: LocalTrainer,
         strategy: Strategy,
         clients_per_round: int | None = None,
@@ -217,8 +75,6 @@ class Simulation:
         global_test=None,
         progress: bool = True,
     ) -> None:
-        from .data import MultimodalDataset
-
         if isinstance(clients, MultimodalDataset):
             raise TypeError(
                 "simulate needs a list of clients: partition the data first, e.g. "
@@ -230,7 +86,7 @@ class Simulation:
         ids = [c.client_id for c in clients]
         if len(set(ids)) != len(ids):
             raise ValueError("client ids must be distinct")
-        per_client = isinstance(spec, dict)  # heterogeneous models: client id -> spec
+        per_client = isinstance(spec, Mapping)  # heterogeneous models: client id -> spec
         if per_client:
             missing = sorted(set(ids) - set(spec))
             if missing:
@@ -268,7 +124,7 @@ class Simulation:
                 client.model = build_model(client.spec, seed=self.seed)
             self._scratch = None
         else:
-            self.global_state = _clone(build_model(spec, seed=self.seed).state_dict())
+            self.global_state = clone_state(build_model(spec, seed=self.seed).state_dict())
             for client in self.clients:  # everyone starts from the same weights
                 client.model.load_state_dict(self.global_state)
             self._scratch = build_model(spec)
@@ -418,7 +274,7 @@ class Simulation:
         cls,
         run_dir,
         clients,
-        spec: ModelSpec,
+        spec: Specs,
         trainer: LocalTrainer,
         strategy: Strategy,
         global_test=None,
@@ -453,8 +309,8 @@ class Simulation:
             kind, rest = key.split("/", 1)
             groups.setdefault(kind, {})[rest] = value
         sim.global_state = groups.get("global", {})
-        models = _unflatten(groups.get("model", {}))
-        private = _unflatten(groups.get("private", {}))
+        models = unflatten(groups.get("model", {}))
+        private = unflatten(groups.get("private", {}))
         for c in sim.clients:
             c.model.load_state_dict(models[c.client_id])
             c.state = private.get(c.client_id, {})
@@ -467,14 +323,14 @@ class Simulation:
 
 def _spec_json(spec) -> dict:
     """A spec (or a dict client id -> spec) as plain JSON data, for checkpoints."""
-    if isinstance(spec, dict):
+    if isinstance(spec, Mapping):
         return {str(k): _spec_json(v) for k, v in sorted(spec.items())}
     return json.loads(json.dumps(spec.to_dict()))
 
 
 def simulate(
     clients,
-    spec: ModelSpec,
+    spec: Specs,
     trainer: LocalTrainer | None = None,
     strategy: Strategy | None = None,
     rounds: int = 10,

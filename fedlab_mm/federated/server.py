@@ -1,10 +1,9 @@
 """The server side of the engine: strategies that turn client updates into new states.
 
 :class:`FedAvg` (McMahan et al., AISTATS 2017), :class:`FedProx` (Li et al., MLSys 2020:
-FedAvg's server plus a proximal loss term on every client) and :class:`LocalOnly` (no
-federation, a baseline). Personalised strategies return one state per client through
-:meth:`Strategy.message`. Re-exported by :mod:`fedlab_mm.federated`.
-"""
+FedAvg's server plus a proximal loss term on every client), :class:`PersonalizedStrategy`
+(the base of every server that keeps one state per client: :class:`LocalOnly` here,
+FedMosaic's RELA and FedAlign elsewhere) and :func:`client_drift`, a diagnostic."""
 
 from __future__ import annotations
 
@@ -13,9 +12,19 @@ from abc import ABC, abstractmethod
 import numpy as np
 import torch
 
-from .client import ClientUpdate, LossTerm, Proximal, _clone
+from ..losses import LossTerm, Proximal
+from .client import ClientUpdate
+from .state import clone_state, flatten, unflatten
 
-__all__ = ["weighted_average", "client_drift", "Strategy", "FedAvg", "FedProx", "LocalOnly"]
+__all__ = [
+    "FedAvg",
+    "FedProx",
+    "LocalOnly",
+    "PersonalizedStrategy",
+    "Strategy",
+    "client_drift",
+    "weighted_average",
+]
 
 
 def weighted_average(states: list[dict[str, torch.Tensor]], weights) -> dict[str, torch.Tensor]:
@@ -184,34 +193,67 @@ class FedProx(FedAvg):
         return f"FedProx(mu={self.mu:g})"
 
 
-class LocalOnly(Strategy):
-    """No federation: each client keeps training its own model (a baseline)."""
+class PersonalizedStrategy(Strategy):
+    """A server that keeps one *served* state per client and sends each client its own.
+
+    Subclasses fill :attr:`served` in :meth:`aggregate` (``served[client_id] = state``) and
+    may override :meth:`message` to send more than the served state (FedAlign adds the
+    shared low layers). The base owns what every personalised server needs the same way:
+
+    - :attr:`served`: ``{client_id: state}``, empty before the first aggregation (a client
+      then receives ``{}`` and keeps its own initial weights);
+    - :meth:`state_dict` / :meth:`load_state_dict`: the served states as
+      ``"<client_id>/<name>"`` keys (:func:`~fedlab_mm.federated.state.flatten`), plus any
+      other server tensors a subclass returns from :meth:`server_state` under
+      ``"server/<name>"``.
+
+    Used by :class:`LocalOnly`, :class:`fedlab_mm.hetero.RELA` and
+    :class:`fedlab_mm.broadcast.FedAlign`.
+    """
+
+    name = "personalized"
+
+    def setup(self, global_state, client_ids):
+        self.served: dict[int, dict[str, torch.Tensor]] = {}
+
+    def message(self, client_id, global_state):
+        return self.served.get(client_id, {})
+
+    def server_state(self) -> dict[str, torch.Tensor]:
+        """Server tensors other than the served states, to checkpoint (default: none)."""
+        return {}
+
+    def load_server_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`server_state` returned."""
+        return None
+
+    def state_dict(self):
+        out = flatten(self.served)
+        out.update({f"server/{k}": v for k, v in self.server_state().items()})
+        return out
+
+    def load_state_dict(self, state):
+        prefix = "server/"
+        self.load_server_state(
+            {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        )
+        self.served = unflatten({k: v for k, v in state.items() if not k.startswith(prefix)})
+
+
+class LocalOnly(PersonalizedStrategy):
+    """No federation: each client keeps training its own model (a baseline).
+
+    Every client is served what it uploaded last (its own weights), starting from the
+    common initial weights."""
 
     name = "LocalOnly"
     has_global = False
     communicates = False
 
     def setup(self, global_state, client_ids):
-        self.states = {k: _clone(global_state) for k in client_ids}
-
-    def message(self, client_id, global_state):
-        return self.states[client_id]
+        self.served = {k: clone_state(global_state) for k in client_ids}
 
     def aggregate(self, rnd, global_state, updates):
         for u in updates:
-            self.states[u.client_id] = _clone(u.state)
+            self.served[u.client_id] = clone_state(u.state)
         return global_state
-
-    def state_dict(self):
-        return {f"{k}/{name}": v for k, state in self.states.items() for name, v in state.items()}
-
-    def load_state_dict(self, state):
-        self.states = _unflatten(state)
-
-
-def _unflatten(flat: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
-    out: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
-        owner, name = key.split("/", 1)
-        out.setdefault(int(owner), {})[name] = value
-    return out

@@ -1,14 +1,10 @@
 """The client side of the engine: what a client sends, how it learns, how it is scored.
 
 - :class:`ClientUpdate`: the only thing the server ever receives.
-- :class:`LossTerm` and its kinds (:class:`CrossEntropy`, :class:`Proximal`): summed per
-  step, so an ablation is a list edit.
 - :class:`InitRule` (:class:`Overwrite`): how local training starts from what the server sent.
-- :class:`LocalTrainer`: init rule + loss terms + optimiser.
+- :class:`LocalTrainer`: init rule + loss terms (:mod:`fedlab_mm.losses`) + optimiser.
 - :class:`Client`: private data, a local model and private state across rounds.
-
-Everything here is re-exported by :mod:`fedlab_mm.federated`.
-"""
+- :func:`evaluate`, :func:`per_class_accuracy`: how a model is scored on a data set."""
 
 from __future__ import annotations
 
@@ -17,30 +13,25 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import ModelSpec, build_model
-from .partition import ClientData
+from ..losses import Batch, CrossEntropy, LossTerm
+from ..models import ModelSpecLike, build_model
+from ..partition import ClientData
 
 __all__ = [
-    "ClientUpdate",
-    "Batch",
-    "LossTerm",
-    "CrossEntropy",
-    "Proximal",
-    "InitRule",
-    "Overwrite",
-    "LocalTrainer",
+    "OPTIMIZERS",
     "Client",
+    "ClientUpdate",
+    "InitRule",
+    "LocalTrainer",
+    "Overwrite",
     "evaluate",
     "per_class_accuracy",
-    "state_bytes",
 ]
 
 
-# --------------------------------------------------------------------------- messages
 @dataclass
 class ClientUpdate:
     """What a client uploads after local training. The server receives only these."""
@@ -50,105 +41,6 @@ class ClientUpdate:
     num_samples: int
     metrics: dict[str, float] = field(default_factory=dict)
     payload: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def state_bytes(state: dict[str, torch.Tensor]) -> int:
-    """Bytes needed to send a dict of tensors."""
-    return int(sum(t.numel() * t.element_size() for t in state.values()))
-
-
-def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in state.items()}
-
-
-# --------------------------------------------------------------------------- loss terms
-@dataclass
-class Batch:
-    """What a loss term sees for one mini-batch on one client."""
-
-    model: torch.nn.Module
-    modalities: dict[str, torch.Tensor]
-    present: torch.Tensor  # (B, M) float
-    y: torch.Tensor  # (B,)
-    labeled: torch.Tensor  # (B,) bool
-    logits: torch.Tensor  # (B, C)
-    received: dict[str, torch.Tensor]  # the state the server sent this round
-    client_state: dict[str, torch.Tensor]  # the client's private state
-    features: dict = field(default_factory=dict)  # model.features(...): h, aligned, context, ...
-
-
-class LossTerm(ABC):
-    """A weighted term of the client's loss. Subclasses implement :meth:`compute`.
-
-    ``LocalTrainer(losses=[CrossEntropy(), Proximal(mu=0.01)])``: an ablation is a list edit.
-    """
-
-    name = "loss"
-
-    def __init__(self, weight: float = 1.0) -> None:
-        if not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"{type(self).__name__} weight={weight} must be a finite number >= 0")
-        self.weight = float(weight)
-
-    @abstractmethod
-    def compute(self, batch: Batch) -> torch.Tensor:
-        """The unweighted value of the term on one batch (a scalar tensor)."""
-
-    def __call__(self, batch: Batch) -> torch.Tensor:
-        return self.weight * self.compute(batch)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(weight={self.weight:g})"
-
-
-def zero_loss(batch: Batch) -> torch.Tensor:
-    """A 0 that is connected to the graph (so ``backward`` works when a term has nothing)."""
-    return batch.logits.sum() * 0.0
-
-
-def mean_or_zero(terms: list[torch.Tensor], batch: Batch) -> torch.Tensor:
-    """The mean of per-pair or per-modality loss terms; :func:`zero_loss` when there are none."""
-    return torch.stack(terms).mean() if terms else zero_loss(batch)
-
-
-def check_tau(tau: float) -> float:
-    """A contrastive temperature must be a finite number > 0."""
-    if not np.isfinite(tau) or tau <= 0:
-        raise ValueError(f"tau={tau} must be a finite number > 0")
-    return float(tau)
-
-
-class CrossEntropy(LossTerm):
-    """Cross-entropy on the *labelled* samples of the batch (0 if there are none)."""
-
-    name = "ce"
-
-    def compute(self, batch: Batch) -> torch.Tensor:
-        n_labeled = int(batch.labeled.sum())
-        if n_labeled == len(batch.y):  # the common case: no boolean indexing needed
-            return F.cross_entropy(batch.logits, batch.y)
-        if n_labeled == 0:
-            return zero_loss(batch)
-        return F.cross_entropy(batch.logits[batch.labeled], batch.y[batch.labeled])
-
-
-class Proximal(LossTerm):
-    """FedProx's proximal term ``mu / 2 * ||w - w_received||^2`` over the received weights."""
-
-    name = "prox"
-
-    def __init__(self, mu: float = 0.01) -> None:
-        super().__init__(weight=mu)
-
-    def compute(self, batch: Batch) -> torch.Tensor:
-        total = batch.logits.new_zeros(())
-        for name, param in batch.model.named_parameters():
-            if param.requires_grad and name in batch.received:
-                total = total + (param - batch.received[name]).pow(2).sum()
-        return 0.5 * total
-
-    def __repr__(self) -> str:
-        return f"Proximal(mu={self.weight:g})"
 
 
 # --------------------------------------------------------------------------- init rules
@@ -305,7 +197,7 @@ class LocalTrainer:
 class Client:
     """One federated client: private data, a local model, private state across rounds."""
 
-    def __init__(self, data: ClientData, spec: ModelSpec, trainer: LocalTrainer) -> None:
+    def __init__(self, data: ClientData, spec: ModelSpecLike, trainer: LocalTrainer) -> None:
         if len(data.train) == 0:
             raise ValueError(f"client {data.client_id} has no training samples")
         self.client_id = int(data.client_id)

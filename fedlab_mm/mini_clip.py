@@ -12,7 +12,7 @@ At teaching scale and offline:
   embeds several prompts per class; their normalised mean is the class anchor
   (:class:`TextAnchors`, :func:`class_anchors`). With LoRA on its attention query/value
   projections it can be tuned on the server;
-- **image**: the small CNN of :mod:`fedlab_mm.frozen`, pretrained on scikit-learn's public
+- **image**: the small CNN of :mod:`fedlab_mm.pretrained`, pretrained on scikit-learn's public
   digits, plus a linear projection into the 384-d text space, fitted on the same public digits
   against the anchors (CLIP's pretraining in miniature). Its convolutions form a frozen
   *stem*, computed once per data set (:func:`stem_features`); LoRA adapts the two linear
@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import captions, frozen, lora
-from .client import check_tau
-from .models import SpecMethods
-from .speech import DIGIT_WORDS
+from . import pretrained
+from .data import captions, public_digits
+from .data.speech import DIGIT_WORDS
+from .losses import check_tau
+from .models import SpecMethods, lora
 
 __all__ = [
     "PROMPTS",
@@ -140,14 +141,13 @@ def class_anchors(classes=DIGIT_WORDS) -> torch.Tensor:
 @lru_cache(maxsize=4)
 def _projection(classes: tuple, tau: float) -> dict:
     """Fit the tower's projection into the text space on the public digits (seeded)."""
-    from .data import public_digits
 
     pub = public_digits()
-    feats = frozen.image_features(pub.modalities["image"])  # (1797, 64)
+    feats = pretrained.image_features(pub.modalities["image"])  # (1797, 64)
     anchors = class_anchors(classes)
     with torch.random.fork_rng(), torch.enable_grad():
         torch.manual_seed(0)
-        proj = nn.Linear(frozen.TOWER_WIDTH, anchors.shape[1])
+        proj = nn.Linear(pretrained.TOWER_WIDTH, anchors.shape[1])
         opt = torch.optim.Adam(proj.parameters(), lr=1e-2)
         for _ in range(300):
             logits = F.normalize(proj(feats), dim=1) @ anchors.T / tau
@@ -211,7 +211,7 @@ STEM_WIDTH = 32 * 7 * 7
 
 def _stem() -> nn.Module:
     """The frozen convolution layers of the public tower: ``(B, 1, 28, 28) -> (B, 1568)``."""
-    return frozen.image_tower()[:7]
+    return pretrained.image_tower()[:7]
 
 
 def stem_features(dataset, batch_size: int = 256):
@@ -245,8 +245,8 @@ class BroadcastNet(nn.Module):
     def __init__(self, spec: BroadcastSpec) -> None:
         super().__init__()
         self.spec = spec
-        tower = frozen.image_tower()
-        proj = nn.Linear(frozen.TOWER_WIDTH, 384)
+        tower = pretrained.image_tower()
+        proj = nn.Linear(pretrained.TOWER_WIDTH, 384)
         proj.load_state_dict(_projection(spec.classes, spec.tau))
         self.encoder = nn.Sequential(copy.deepcopy(tower[7]), nn.ReLU(), proj)  # (1568 -> 384)
         targets = lora.layer_targets(self.encoder)
@@ -261,7 +261,7 @@ class BroadcastNet(nn.Module):
 
     def features(self, modalities: dict, present=None) -> dict:
         """``{"joint": v (B, 384) unit rows, "logits": (B, C)}``."""
-        x = frozen.image_input(modalities, self._stem[0], STEM_WIDTH, "stem features")
+        x = pretrained.image_input(modalities, self._stem[0], STEM_WIDTH, "stem features")
         v = F.normalize(self.encoder(x), dim=1)  # (B, 384)
         return {"joint": v, "logits": v @ self.anchors.T / self.spec.tau}
 

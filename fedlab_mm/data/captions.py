@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import config
+from .. import config
 from .speech import DIGIT_WORDS
 
 __all__ = ["TEMPLATES", "VAGUE_TEMPLATES", "caption", "encoder_path", "load_text_encoder", "embed"]

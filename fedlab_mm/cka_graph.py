@@ -9,7 +9,7 @@ everyone else's (corrupted data, a broken modality) gets a small weight.
 Where the probe comes from is the caller's choice, and it matters. FedMVP's paper says its
 server uses generated data (its released code does not include that step). The kit's recipes
 so far hand the server a held-out split of the clients' own distribution (notebook 06,
-:mod:`fedlab_mm.methods`): in-distribution data a real server would not have, which flatters
+:mod:`fedlab_mm.recipes`): in-distribution data a real server would not have, which flatters
 the graph. Notebook 06 measures the graph with a probe the server could really make beside it.
 
 The server sees only what FedAvg sees (the uploaded states) plus its own probe set: never a
@@ -22,10 +22,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .client import ClientUpdate
+from .cka import linear_cka
+from .federated import ClientUpdate, Strategy, weighted_average
 from .models import ModelSpec, build_model
-from .similarity import linear_cka
-from .strategies import Strategy, weighted_average
 
 __all__ = ["CKAGraph", "importance", "CENTRALITIES", "probe_representations"]
 

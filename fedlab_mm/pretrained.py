@@ -1,8 +1,9 @@
-"""Frozen "pretrained" models for the digits, built only from public data.
+"""Pretrained, frozen models for the digits, built only from public data and cached on disk.
 
 FedMVP completes missing modalities with large frozen models (an image captioner, a
 text-to-image generator). Offline, the kit has three public sources instead, and builds
-small frozen stand-ins from them once per process:
+small frozen stand-ins from them once, keeps them under :func:`fedlab_mm.config.cache_dir`
+(:func:`fedlab_mm.data.cached`), and loads them once per process:
 
 - an **image classifier** trained on scikit-learn's 8x8 digits (:func:`classify_images`).
   MNIST is another population (other writers, other scanner), so each image is first
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import captions
+from .data import cached, captions, public_digits
 
 __all__ = [
     "to_public_format",
@@ -73,9 +74,18 @@ def _image_classifier():
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    bunch = load_digits()
-    x = bunch.images.reshape(len(bunch.target), -1) / 16.0
-    return LogisticRegression(C=1.0, max_iter=2000).fit(x, bunch.target)
+    def fit() -> dict:
+        bunch = load_digits()
+        x = bunch.images.reshape(len(bunch.target), -1) / 16.0
+        model = LogisticRegression(C=1.0, max_iter=2000).fit(x, bunch.target)
+        return {k: torch.from_numpy(getattr(model, k)) for k in ("coef_", "intercept_", "classes_")}
+
+    # The fitted weights, stored exactly (float64): the same classifier as a fresh fit.
+    stored = cached("public-image-classifier", {"C": 1.0, "max_iter": 2000}, fit, cache=True)
+    model = LogisticRegression(C=1.0, max_iter=2000)
+    for k, v in stored.items():
+        setattr(model, k, v.numpy())
+    return model
 
 
 def classify_images(images: torch.Tensor) -> torch.Tensor:
@@ -96,8 +106,13 @@ def _augmented_prompts(label: int) -> list[str]:
 @lru_cache(maxsize=1)
 def caption_prototypes() -> torch.Tensor:
     """``(10, 384)`` unit vectors: the mean MiniLM embedding of each digit's prompts."""
-    protos = [captions.embed(_augmented_prompts(d)).mean(0) for d in range(10)]
-    return F.normalize(torch.stack(protos), dim=1)
+
+    def make() -> dict:
+        protos = [captions.embed(_augmented_prompts(d)).mean(0) for d in range(10)]
+        return {"prototypes": F.normalize(torch.stack(protos), dim=1)}
+
+    prompts = [_augmented_prompts(d) for d in range(10)]
+    return cached("caption-prototypes", {"prompts": prompts}, make, cache=True)["prototypes"]
 
 
 def classify_text(text: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
@@ -109,7 +124,6 @@ def classify_text(text: torch.Tensor, temperature: float = 0.05) -> torch.Tensor
 
 @lru_cache(maxsize=1)
 def _generator(alpha: float = 1.0):
-    from .data import public_digits
 
     pub = public_digits()
     rng = np.random.default_rng(0)
@@ -144,7 +158,6 @@ def _tower_layers() -> torch.nn.Sequential:
 
 def _pretrain_tower(epochs: int = 8, seed: int = 0) -> dict:
     """Train tower + a linear head on the public digits (random shifts of up to 3 pixels)."""
-    from .data import public_digits
 
     pub = public_digits()
     gen = torch.Generator().manual_seed(seed)
@@ -175,9 +188,7 @@ def _fit(tower, head, opt, x, y, epochs, gen) -> None:
 @lru_cache(maxsize=1)
 def image_tower() -> torch.nn.Module:
     """The frozen image tower (eval mode, no gradients); pretrained once, then cached."""
-    from .data import _cached
-
-    state = _cached("image-tower", {"epochs": 8, "seed": 0}, _pretrain_tower, cache=True)
+    state = cached("image-tower", {"epochs": 8, "seed": 0}, _pretrain_tower, cache=True)
     tower = _tower_layers()
     tower.load_state_dict(state)
     for p in tower.parameters():

