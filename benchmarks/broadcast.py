@@ -42,8 +42,8 @@ VARIANTS = {
     "seen-class softmax": lambda: B.fedalign(seen_classes_only=True),
     "text tuned on prototypes (2 steps a round)": lambda: B.fedalign(text_steps=2),
     "text tuned on uploaded feature sets": lambda: B.fedalign(text_steps=2, share_features=True),
-    "rank 1": lambda: B.fedalign(B.BroadcastSpec(rank=1)),
-    "rank 16": lambda: B.fedalign(B.BroadcastSpec(rank=16)),
+    "rank 1": lambda: B.fedalign(fm.mini_clip.BroadcastSpec(rank=1)),
+    "rank 16": lambda: B.fedalign(fm.mini_clip.BroadcastSpec(rank=16)),
 }
 FEDALIGN, LOCAL, FEDAVG, PLAIN = list(VARIANTS)[:4]
 RANKS = [v for v in VARIANTS if v.startswith("rank")]
@@ -89,7 +89,7 @@ def one_run(data, alpha: float, seed: int, variant: str, rounds: int) -> dict:
 def _pretrained(clients, test, alpha: float, seed: int) -> dict:
     """The shared start, before any round: the pretrained encoder through the anchors."""
     sim = Simulation(clients, *B.fedalign(), seed=seed, progress=False)
-    model = B.BroadcastSpec().build()
+    model = fm.mini_clip.BroadcastSpec().build()
     own = [evaluate(model, c.data.test)["accuracy"] for c in sim.clients]
     return {
         "alpha": alpha,
@@ -159,7 +159,7 @@ def paired(rows: list[dict]) -> str:
 def main(argv=None) -> str:
     args = quick_args(__doc__, argv)
     images = fm.data.digits(1000 if args.quick else 5000, modalities=("image",), progress=False)
-    data = B.stem_features(images)
+    data = fm.mini_clip.stem_features(images)
     seeds = [0] if args.quick else [0, 1, 2]
     plan = {0.5: [FEDALIGN, LOCAL, FEDAVG]} if args.quick else ROWS
     rows = []

@@ -23,7 +23,7 @@ import argparse
 import pandas as pd
 
 import fedlab_mm as fm
-from fedlab_mm.aggregation import CKAGraph
+from fedlab_mm.cka_graph import CKAGraph
 from fedlab_mm.federated import FedAvg, LocalTrainer, Simulation
 
 SETTINGS = (
@@ -52,7 +52,7 @@ def world(n_samples: int, probe_size: int, num_clients: int = 10):
 def one(clients, spec, test, kind, fraction, make, seed, rounds, last=3) -> dict:
     bad = list(range(round(fraction * len(clients))))
     if bad:
-        clients = fm.overlays.corrupt_clients(clients, bad, kind=kind, noise=10.0, seed=seed)
+        clients = fm.partition.corrupt_clients(clients, bad, kind=kind, noise=10.0, seed=seed)
     strategy = make()
     sim = Simulation(
         clients, spec, LocalTrainer(), strategy, seed=seed, global_test=test, progress=False

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import fedlab_mm as fm
 from fedlab_mm import experiments as E
 from fedlab_mm.viz import grid_curves
 
@@ -37,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _setting(row) -> str:
-    label = E._label({k: row[k] for k in E.KNOBS})
+    label = E.describe_setting({k: row[k] for k in fm.knobs.KNOBS})
     return (
         label.replace("missing_rate", "missing")
         .replace("labeled_fraction 0.1", "10% labels")
@@ -50,7 +51,7 @@ def grid_table(df: pd.DataFrame, metric: str = "accuracy") -> str:
     """Setting x method, ``mean ± std`` over seeds, the best mean in bold."""
     s = E.summary(df, metric)
     s["setting"] = s.apply(_setting, axis=1)
-    lines = ["| setting | " + " | ".join(E.METHODS[m].label for m in METHODS) + " |"]
+    lines = ["| setting | " + " | ".join(fm.recipes.METHODS[m].label for m in METHODS) + " |"]
     lines.append("|---" * (len(METHODS) + 1) + "|")
     for setting, g in s.groupby("setting", sort=False):
         g = g.set_index("method")

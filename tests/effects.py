@@ -31,9 +31,9 @@ import fedlab_mm as fm
 from fedlab_mm import broadcast as B
 from fedlab_mm import federated as F
 from fedlab_mm import hetero as H
-from fedlab_mm import methods
-from fedlab_mm import transfer as T
-from fedlab_mm.aggregation import CKAGraph
+from fedlab_mm import mcm_ram as T
+from fedlab_mm import recipes
+from fedlab_mm.cka_graph import CKAGraph
 from fedlab_mm.decomposition import Alignment, Diversity, Independence, fedepa, recovery
 from fedlab_mm.models import ModelSpec, build_model
 from fedlab_mm.personalization import ALA
@@ -172,9 +172,9 @@ def fedepa_losses_margin(on: bool, seed: int) -> float:
 def _grid_served(complete: str, seed: int) -> float:
     """A grid cell (2,000 digits, 10 clients, 10 rounds, 80% missing) read through the tower
     view, FedAvg after ``complete``; the global model on the clients' own test splits."""
-    scale = methods.Scale()
-    clients, server = methods._clients(methods._check_setting({"missing_rate": 0.8}), seed, scale)
-    clients, recipe, test = methods._plain(complete=complete)(clients, server, scale)
+    scale = recipes.Scale()
+    clients, server = recipes._clients(fm.knobs.check_setting({"missing_rate": 0.8}), seed, scale)
+    clients, recipe, test = recipes._plain(complete=complete)(clients, server, scale)
     sim = F.Simulation(
         clients, *recipe, seed=seed, eval_every=scale.rounds, global_test=test, progress=False
     )
@@ -192,9 +192,9 @@ def _joint_unimodal_cosine(weight_scale: float, seed: int) -> float:
     """Mean cosine between the joint representation and each unimodal one on the server's
     test set, after FedAvg with CE + MCM + RAM at FedMVP's weights times ``weight_scale``,
     on FedMVP's model (the grid's FedMVP spec), 80% missing, tower view, 6 rounds."""
-    scale = methods.Scale(rounds=6)
-    clients, server = methods._clients(methods._check_setting({"missing_rate": 0.8}), seed, scale)
-    clients, server = methods._towers(clients, server)
+    scale = recipes.Scale(rounds=6)
+    clients, server = recipes._clients(fm.knobs.check_setting({"missing_rate": 0.8}), seed, scale)
+    clients, server = recipes._towers(clients, server)
     spec = ModelSpec.from_dataset(
         clients[0].train,
         d=32,
@@ -205,7 +205,7 @@ def _joint_unimodal_cosine(weight_scale: float, seed: int) -> float:
         dropout=0.1,
     )
     losses = [F.CrossEntropy(), T.MCM(0.01 * weight_scale), T.RAM(0.5 * weight_scale)]
-    trainer = methods._trainer(scale, losses=losses)
+    trainer = recipes._trainer(scale, losses=losses)
     sim = F.Simulation(
         clients, spec, trainer, F.FedAvg(), seed=seed, progress=False, eval_every=scale.rounds
     )
@@ -232,7 +232,7 @@ def _noisy_iid(seed: int):
     rest, server = fm.partition.holdout(ds, 1 / 6, seed=seed)
     probe, test = server.subset(slice(0, 200)), server.subset(slice(200, None))
     clients = fm.partition.iid(rest, 10, seed=seed).clients(rest, seed=seed)
-    clients = fm.overlays.corrupt_clients(clients, [0, 1, 2], kind="noise", noise=10.0, seed=seed)
+    clients = fm.partition.corrupt_clients(clients, [0, 1, 2], kind="noise", noise=10.0, seed=seed)
     return ds, clients, probe, test
 
 
@@ -271,7 +271,7 @@ def cka_weight_margin(on: bool, seed: int) -> float:
 # ----------------------------------------------------------------------- FedAlign's query mix
 @cache
 def _stems():
-    return B.stem_features(fm.data.digits(5000, modalities=("image",), progress=False))
+    return fm.mini_clip.stem_features(fm.data.digits(5000, modalities=("image",), progress=False))
 
 
 @cache

@@ -4,8 +4,8 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import federated as F
-from fedlab_mm.aggregation import CKAGraph, importance
-from fedlab_mm.client import ClientUpdate
+from fedlab_mm.cka_graph import CKAGraph, importance
+from fedlab_mm.federated import ClientUpdate
 
 DS = fm.data.synthetic(600, seed=0)
 REST, SERVER = fm.partition.holdout(DS, 0.2, seed=0)
@@ -74,17 +74,17 @@ def test_bad_settings_are_rejected():
 
 def test_corrupt_clients():
     clients = fm.partition.iid(REST, 3, seed=0).clients(REST, seed=0)
-    out = fm.overlays.corrupt_clients(clients, [1], kind="flip")
+    out = fm.partition.corrupt_clients(clients, [1], kind="flip")
     assert out[0] is clients[0]
     torch.testing.assert_close(out[1].train.y, (clients[1].train.y + 1) % 10)
     assert torch.equal(out[1].test.y, clients[1].test.y)  # tests stay clean
-    noisy = fm.overlays.corrupt_clients(clients, [2], kind="noise", modality="audio")
+    noisy = fm.partition.corrupt_clients(clients, [2], kind="noise", modality="audio")
     assert not torch.equal(noisy[2].train.modalities["audio"], clients[2].train.modalities["audio"])
     assert torch.equal(noisy[2].train.modalities["image"], clients[2].train.modalities["image"])
     with pytest.raises(ValueError, match="client_ids"):
-        fm.overlays.corrupt_clients(clients, [7])
+        fm.partition.corrupt_clients(clients, [7])
     with pytest.raises(ValueError, match="kind"):
-        fm.overlays.corrupt_clients(clients, [1], kind="evil")
+        fm.partition.corrupt_clients(clients, [1], kind="evil")
 
 
 # ------------------------------------------------------------------ effect (synthetic data)
@@ -96,7 +96,7 @@ def _graph_weights(seed, broken):
     spec = fm.models.ModelSpec.from_dataset(ds, d=32, hidden=64)
     clients = fm.partition.iid(rest, 10, seed=seed).clients(rest, seed=seed)
     if broken:
-        clients = fm.overlays.corrupt_clients(clients, broken, kind="noise", noise=10.0, seed=seed)
+        clients = fm.partition.corrupt_clients(clients, broken, kind="noise", noise=10.0, seed=seed)
     strategy = CKAGraph(spec, server.subset(slice(0, 200)))
     F.simulate(clients, spec, F.LocalTrainer(), strategy, rounds=5, seed=seed, progress=False,
                eval_every=5)  # fmt: skip

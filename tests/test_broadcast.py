@@ -7,11 +7,11 @@ import torch.nn.functional as F
 import fedlab_mm as fm
 from fedlab_mm import broadcast as B
 from fedlab_mm import federated as E
-from fedlab_mm import lora
+from fedlab_mm.models import lora
 
-SPEC = B.BroadcastSpec()
+SPEC = fm.mini_clip.BroadcastSpec()
 DIGITS = fm.data.digits(600, modalities=("image",), progress=False)
-STEMS = B.stem_features(DIGITS)
+STEMS = fm.mini_clip.stem_features(DIGITS)
 
 
 def small_clients(seed=0, n=3, alpha=0.5):
@@ -21,24 +21,24 @@ def small_clients(seed=0, n=3, alpha=0.5):
 
 # --------------------------------------------------------------------------- anchors and text
 def test_anchors_are_unit_norm_and_one_per_class():
-    anchors = B.class_anchors()
+    anchors = fm.mini_clip.class_anchors()
     assert anchors.shape == (10, 384)
     torch.testing.assert_close(anchors.norm(dim=1), torch.ones(10))
     # each class's anchor is nearest to a prompt about that class
-    probe = fm.captions.embed([f"a handwritten {w}" for w in SPEC.classes])
+    probe = fm.data.captions.embed([f"a handwritten {w}" for w in SPEC.classes])
     assert (probe @ anchors.T).argmax(1).tolist() == list(range(10))
 
 
 def test_the_text_encoder_loads_from_the_package_and_a_hub_name_fails_fast():
-    assert fm.captions.encoder_path().is_dir()
+    assert fm.data.captions.encoder_path().is_dir()
     start = time.perf_counter()
     with pytest.raises(ValueError, match="not a local model folder"):
-        B.TextAnchors(SPEC.classes, path="sentence-transformers/all-MiniLM-L6-v2")
+        fm.mini_clip.TextAnchors(SPEC.classes, path="sentence-transformers/all-MiniLM-L6-v2")
     assert time.perf_counter() - start < 1.0
 
 
 def test_text_tuning_moves_anchors_toward_features_and_renormalises():
-    text = B.TextAnchors(SPEC.classes[:3], rank=2)
+    text = fm.mini_clip.TextAnchors(SPEC.classes[:3], rank=2)
     before = text.anchors()
     feats = F.normalize(torch.randn(30, 384, generator=torch.Generator().manual_seed(0)), dim=1)
     labels = torch.arange(3).repeat(10)
@@ -47,7 +47,7 @@ def test_text_tuning_moves_anchors_toward_features_and_renormalises():
     torch.testing.assert_close(after.norm(dim=1), torch.ones(3))
     assert float(loss(after)) < float(loss(before))
     with pytest.raises(ValueError, match="rank=0"):
-        B.TextAnchors(SPEC.classes[:3]).tune(feats, labels)
+        fm.mini_clip.TextAnchors(SPEC.classes[:3]).tune(feats, labels)
 
 
 # --------------------------------------------------------------------------- the client model
@@ -65,17 +65,17 @@ def test_a_fresh_lora_model_equals_the_pretrained_encoder():
 
 def test_bad_specs_and_inputs_are_refused():
     with pytest.raises(ValueError, match="rank"):
-        B.BroadcastSpec(rank=0)
+        fm.mini_clip.BroadcastSpec(rank=0)
     with pytest.raises(ValueError, match="ten digits"):
-        B.BroadcastSpec(classes=("cat", "dog"))
+        fm.mini_clip.BroadcastSpec(classes=("cat", "dog"))
     with pytest.raises(ValueError, match="adapt"):
-        B.BroadcastSpec(adapt="half")
+        fm.mini_clip.BroadcastSpec(adapt="half")
     with pytest.raises(ValueError, match="tau"):
-        B.BroadcastSpec(tau=0)
+        fm.mini_clip.BroadcastSpec(tau=0)
     with pytest.raises(ValueError, match="per-sample shape"):
         SPEC.build()({"image": torch.zeros(2, 10)})
     with pytest.raises(ValueError, match="stem_features needs"):
-        B.stem_features(STEMS)
+        fm.mini_clip.stem_features(STEMS)
     with pytest.raises(ValueError, match="adapt='lora'"):
         B.FedAlign(SPEC.replace(adapt="full"))
     with pytest.raises(ValueError, match="high_layers"):
@@ -84,14 +84,16 @@ def test_bad_specs_and_inputs_are_refused():
 
 def test_orthogonality_is_zero_for_orthogonal_classes_and_never_negative():
     v, y = torch.eye(4, 8), torch.tensor([0, 1, 2, 3])
-    assert float(B.orthogonality(v, y)) == 0.0
+    assert float(fm.losses.orthogonality(v, y)) == 0.0
     same = torch.ones(4, 8)
-    assert float(B.orthogonality(same, y)) == pytest.approx(1.0)
-    assert float(B.orthogonality(same, torch.zeros(4, dtype=torch.long))) == 0.0  # one class
+    assert float(fm.losses.orthogonality(same, y)) == pytest.approx(1.0)
+    assert (
+        float(fm.losses.orthogonality(same, torch.zeros(4, dtype=torch.long))) == 0.0
+    )  # one class
     gen = torch.Generator().manual_seed(0)
     for _ in range(20):
         x = torch.randn(16, 8, generator=gen)
-        assert float(B.orthogonality(x, torch.randint(0, 3, (16,), generator=gen))) >= 0.0
+        assert float(fm.losses.orthogonality(x, torch.randint(0, 3, (16,), generator=gen))) >= 0.0
 
 
 # --------------------------------------------------------------------------- query weights
@@ -230,7 +232,7 @@ def test_never_held_is_nan_when_every_client_holds_every_class():
 # Digits (5,000 MNIST images; 1,000 held out), 10 Dirichlet clients, 10 rounds, one thread.
 @pytest.fixture(scope="module")
 def digits_stems():
-    return B.stem_features(fm.data.digits(5000, modalities=("image",), progress=False))
+    return fm.mini_clip.stem_features(fm.data.digits(5000, modalities=("image",), progress=False))
 
 
 def federation(stems, alpha, seed=0):

@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from fedlab_mm import captions
+from fedlab_mm.data import captions
 
 
 def test_embeddings_are_unit_norm_and_semantic():

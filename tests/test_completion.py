@@ -3,8 +3,8 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import completion as C
-from fedlab_mm import transfer as T
-from fedlab_mm.client import evaluate
+from fedlab_mm import mcm_ram as T
+from fedlab_mm.federated import evaluate
 from fedlab_mm.models import ModelSpec, build_model
 
 DS = fm.data.synthetic(n_samples=600, seed=0)
@@ -130,7 +130,7 @@ def _batch(model, ds, labeled=None, n=32):
     x = {m: t[:n] for m, t in ds.modalities.items()}
     feats = model.features(x, ds.available[:n].float())
     labeled = torch.ones(n, dtype=torch.bool) if labeled is None else labeled
-    return fm.federated.Batch(
+    return fm.losses.Batch(
         model, x, feats["present"], ds.y[:n], labeled, feats["logits"], {}, {}, feats
     )
 
@@ -140,12 +140,12 @@ def test_nt_xent_reference_points():
 
     gen = torch.Generator().manual_seed(0)
     u, v = torch.randn(32, 512, generator=gen), torch.randn(32, 512, generator=gen)
-    assert T.nt_xent(u, v, tau=1.0).item() == pytest.approx(math.log(63), rel=0.05)
+    assert fm.losses.nt_xent(u, v, tau=1.0).item() == pytest.approx(math.log(63), rel=0.05)
     same = torch.eye(32)
-    assert T.nt_xent(same, same, tau=0.05).item() < 1e-3
-    torch.testing.assert_close(T.nt_xent(u, v), T.nt_xent(v, u))
+    assert fm.losses.nt_xent(same, same, tau=0.05).item() < 1e-3
+    torch.testing.assert_close(fm.losses.nt_xent(u, v), fm.losses.nt_xent(v, u))
     with pytest.raises(ValueError, match="tau"):
-        T.nt_xent(u, v, tau=0)
+        fm.losses.nt_xent(u, v, tau=0)
 
 
 def test_unimodal_representations_are_unit_vectors_of_the_joint_width():
@@ -320,10 +320,10 @@ def test_frozen_models_beat_chance_on_mnist_but_are_far_from_perfect():
     # population), caption prototypes 0.92, generated images classified back 0.91.
     ds = fm.data.digits(n_samples=300, seed=0, progress=False, modalities=("image", "text"))
     image_acc = float(
-        (fm.frozen.classify_images(ds.modalities["image"]).argmax(1) == ds.y).float().mean()
+        (fm.pretrained.classify_images(ds.modalities["image"]).argmax(1) == ds.y).float().mean()
     )
     text_acc = float(
-        (fm.frozen.classify_text(ds.modalities["text"]).argmax(1) == ds.y).float().mean()
+        (fm.pretrained.classify_text(ds.modalities["text"]).argmax(1) == ds.y).float().mean()
     )
     assert 0.35 < image_acc < 0.75 and text_acc > 0.85
 
@@ -360,7 +360,7 @@ def test_frozen_towers_feed_the_unimodal_representations_and_are_not_state(tmp_c
     loss = T.MCM()(batch) + T.RAM()(batch)
     loss.backward()
     assert model.unimodal["image"].weight.grad is not None
-    assert all(not p.requires_grad for p in fm.frozen.image_tower().parameters())
+    assert all(not p.requires_grad for p in fm.pretrained.image_tower().parameters())
     with pytest.raises(ValueError, match="needs unimodal=True"):
         ModelSpec.from_dataset(ds, frozen_towers=True)
     with pytest.raises(ValueError, match="no frozen tower"):
@@ -372,7 +372,7 @@ def test_frozen_towers_feed_the_unimodal_representations_and_are_not_state(tmp_c
 
 def test_views_scores_every_modality_alone_and_names_them():
     import fedlab_mm as fm
-    from fedlab_mm.client import evaluate
+    from fedlab_mm.federated import evaluate
 
     ds = fm.data.synthetic(n_samples=120, seed=0)
     model = fm.models.build_model(fm.models.ModelSpec.from_dataset(ds, d=8, hidden=16))
@@ -391,7 +391,9 @@ def test_the_completion_benchmark_runs_and_pairs_each_strategy_with_masking(caps
     assert set(df.strategy) == {"mask", "regression", B.PLAIN}
     assert sorted(df.rate.unique()) == [0.0, 0.8]
     at_zero = df[(df.rate == 0.0) & (df.strategy != B.PLAIN)]
-    assert at_zero[list(B.VIEWS)].nunique().eq(1).all()  # nothing missing: one run for every strategy
+    assert (
+        at_zero[list(B.VIEWS)].nunique().eq(1).all()
+    )  # nothing missing: one run for every strategy
     paired = B.paired_vs_mask(df)
     assert (0.8, "regression") in paired.index
     assert "minus masking, paired by seed" in capsys.readouterr().out

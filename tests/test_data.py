@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fedlab_mm as fm
-from fedlab_mm import speech
-from fedlab_mm.data import MultimodalDataset
+from fedlab_mm.data import MultimodalDataset, speech
 
 
 # ------------------------------------------------------------------ container
@@ -136,11 +135,11 @@ def test_digits_shapes_and_pairing(tmp_cache):
     assert 0 <= ds.modalities["image"].min() and ds.modalities["image"].max() <= 1
     # every view shares the label: the caption of a non-vague sample names the digit
     for label, text in zip(ds.y.tolist(), ds.meta["caption"]):
-        if text not in fm.captions.VAGUE_TEMPLATES:
+        if text not in fm.data.captions.VAGUE_TEMPLATES:
             words = text.replace(",", " ").split()
             assert ds.classes[label] in words or str(label) in words
     # the text vector is the encoder's embedding of that caption
-    z = fm.captions.embed(list(ds.meta["caption"][:4]))
+    z = fm.data.captions.embed(list(ds.meta["caption"][:4]))
     torch.testing.assert_close(ds.modalities["text"][:4], z, atol=1e-5, rtol=0)
 
 
@@ -156,7 +155,7 @@ def test_digits_is_deterministic_and_seed_changes_pairing(tmp_cache):
 
 def test_vague_fraction_is_honoured(tmp_cache):
     ds = fm.data.digits(n_samples=2000, modalities=("image",), vague_fraction=0.3, seed=0)
-    vague = np.isin(ds.meta["caption"], fm.captions.VAGUE_TEMPLATES).mean()
+    vague = np.isin(ds.meta["caption"], fm.data.captions.VAGUE_TEMPLATES).mean()
     assert abs(vague - 0.3) < 0.04
 
 
@@ -252,7 +251,7 @@ def test_public_digits_with_server_written_captions():
     ds = fm.data.public_digits(n_samples=60, seed=1, modalities=("image", "text"), vague_fraction=0)
     assert ds.modalities["text"].shape == (60, 384) and len(ds.meta["caption"]) == 60
     # no vague caption: every caption's nearest class prototype is its own label most of the time
-    named = (fm.frozen.classify_text(ds.modalities["text"]).argmax(1) == ds.y).float().mean()
+    named = (fm.pretrained.classify_text(ds.modalities["text"]).argmax(1) == ds.y).float().mean()
     assert named > 0.8
     with pytest.raises(ValueError, match="modalities=.*'image', 'text'"):
         fm.data.public_digits(10, modalities=("audio",))

@@ -8,7 +8,7 @@ import fedlab_mm as fm
 
 N_DIGITS = 600  # the notebook's smoke-mode sizes
 N_SYNTHETIC = 500
-HARD_AUDIO = fm.speech.AudioConfig(snr_db_range=(-20.0, -5.0))
+HARD_AUDIO = fm.data.speech.AudioConfig(snr_db_range=(-20.0, -5.0))
 
 
 def text_probe(vague_fraction, seed=0):
@@ -20,7 +20,7 @@ def text_probe(vague_fraction, seed=0):
         seed=seed,
         progress=False,
     )
-    specific = 1.0 - np.isin(ds.meta["caption"], fm.captions.VAGUE_TEMPLATES).mean()
+    specific = 1.0 - np.isin(ds.meta["caption"], fm.data.captions.VAGUE_TEMPLATES).mean()
     return fm.viz.probe_accuracy(ds, seed=seed)["text"], float(specific)
 
 
@@ -77,7 +77,7 @@ def word_contrast(spectrograms):
 
 
 def test_exercise_3_harder_audio():
-    """Make the audio harder with `audio=fm.speech.AudioConfig(snr_db_range=(-20.0, -5.0))`.
+    """Make the audio harder with `audio=fm.data.speech.AudioConfig(snr_db_range=(-20.0, -5.0))`.
     Plot a few spectrograms: can you still see the word?"""
     easy, hard = audio_clips(), audio_clips(HARD_AUDIO)
     fig = fm.viz.sample_grid(hard, "audio", per_class=3)

@@ -21,7 +21,7 @@ def test_exercise_1_mixed_alpha():
     fig = fm.viz.skew_metrics(part, DS)
     js = np.array([bar.get_height() for bar in fig.axes[2].patches])  # the JS distance panel
     plt.close(fig)
-    table = fm.skew.report(part, DS)
+    table = fm.partition.skew.report(part, DS)
     np.testing.assert_allclose(js, table["js_distance"])
 
     skewed, balanced = table.iloc[:5], table.iloc[5:]
@@ -34,7 +34,7 @@ def test_exercise_1_mixed_alpha():
     for k in range(5):
         only_class = part.label_counts(DS.y)[k].argmax()
         one_hot = np.eye(10)[only_class]
-        np.testing.assert_allclose(js[k], fm.skew.js_distance(one_hot, global_mix))
+        np.testing.assert_allclose(js[k], fm.partition.skew.js_distance(one_hot, global_mix))
     # Seeds 0-4: skewed clients 0.85-0.88, balanced clients 0.07-0.15.
     assert js[:5].min() > 0.8 and js[5:].max() < 0.2
 

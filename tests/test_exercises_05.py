@@ -15,7 +15,7 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import completion as C
-from fedlab_mm import transfer as T
+from fedlab_mm import mcm_ram as T
 from fedlab_mm.federated import CrossEntropy, FedAvg, LocalTrainer, Simulation
 from fedlab_mm.models import ModelSpec
 
@@ -196,7 +196,7 @@ def test_exercise_3_vague_captions():
     strategy suffers most?"""
     clear, vague = world(), world(vague_fraction=0.5)
     # About half of the captions now name no digit (0.48-0.55 on seeds 0-4, 0.10-0.11 before).
-    share = np.isin(vague[0].meta["caption"], fm.captions.VAGUE_TEMPLATES).mean()
+    share = np.isin(vague[0].meta["caption"], fm.data.captions.VAGUE_TEMPLATES).mean()
     assert abs(share - 0.5) < 0.07
     # Only the captions change: the same images and labels, so the same partition and the same
     # missing modalities.

@@ -9,9 +9,9 @@ assert what the graph and its weights do, which is stable, and quote the numbers
 import torch
 
 import fedlab_mm as fm
-from fedlab_mm.aggregation import CKAGraph, importance, probe_representations
+from fedlab_mm.cka import linear_cka
+from fedlab_mm.cka_graph import CKAGraph, importance, probe_representations
 from fedlab_mm.federated import LocalTrainer, Simulation
-from fedlab_mm.similarity import linear_cka
 
 N_SAMPLES = 900  # the notebook's smoke-mode sizes
 ROUNDS = 2
@@ -22,7 +22,7 @@ DS = fm.data.synthetic(n_samples=N_SAMPLES, seed=0)
 REST, SERVER = fm.partition.holdout(DS, 1 / 6, seed=0)
 PROBE_SET, SERVER_TEST = SERVER.subset(slice(0, PROBE)), SERVER.subset(slice(PROBE, None))
 CLIENTS = fm.partition.iid(REST, NUM_CLIENTS, seed=0).clients(REST, seed=0)
-CORRUPTED = fm.overlays.corrupt_clients(CLIENTS, BAD, kind="noise", noise=10.0, seed=0)
+CORRUPTED = fm.partition.corrupt_clients(CLIENTS, BAD, kind="noise", noise=10.0, seed=0)
 SPEC = fm.models.ModelSpec.from_dataset(DS, d=32, hidden=64)
 
 

@@ -17,9 +17,9 @@ N_SAMPLES = 600
 NUM_CLIENTS = 5
 ROUNDS = 2
 
-DATA = B.stem_features(fm.data.digits(N_SAMPLES, modalities=("image",), progress=False))
+DATA = fm.mini_clip.stem_features(fm.data.digits(N_SAMPLES, modalities=("image",), progress=False))
 REST, TEST = fm.partition.holdout(DATA, 0.2, seed=0)
-SPEC = B.BroadcastSpec()
+SPEC = fm.mini_clip.BroadcastSpec()
 CLASSES = list(SPEC.classes)
 OFF_DIAGONAL = ~torch.eye(10, dtype=torch.bool)
 
@@ -95,12 +95,12 @@ def test_exercise_2_high_layers_all_or_none():
 
 def test_exercise_3_one_short_prompt():
     """Build anchors from one short prompt instead of the five templates,
-    `B.TextAnchors(classes, templates=["a picture of {w}"]).anchors()`. Are they closer together
-    or further apart than the anchors above (compare the off-diagonal cosines)? What do the five
-    templates share that every class's anchor inherits? Then load them into a fresh model: does
-    the pretrained encoder's zero-shot accuracy change much?"""
-    anchors = B.class_anchors(CLASSES)
-    short = B.TextAnchors(CLASSES, templates=["a picture of {w}"]).anchors()
+    `fm.mini_clip.TextAnchors(classes, templates=["a picture of {w}"]).anchors()`. Are they closer
+    together or further apart than the anchors above (compare the off-diagonal cosines)? What do
+    the five templates share that every class's anchor inherits? Then load them into a fresh
+    model: does the pretrained encoder's zero-shot accuracy change much?"""
+    anchors = fm.mini_clip.class_anchors(CLASSES)
+    short = fm.mini_clip.TextAnchors(CLASSES, templates=["a picture of {w}"]).anchors()
     assert short.shape == (10, 384)
     torch.testing.assert_close(short.norm(dim=1), torch.ones(10))
     cosines, short_cosines = anchors @ anchors.T, short @ short.T
@@ -113,7 +113,7 @@ def test_exercise_3_one_short_prompt():
     assert 0.70 < cosines[OFF_DIAGONAL].mean() < 0.76
     assert 0.60 < short_cosines[OFF_DIAGONAL].mean() < 0.67
     assert short_cosines[OFF_DIAGONAL].min() < cosines[OFF_DIAGONAL].min() - 0.1
-    handwritten = B.TextAnchors(CLASSES, templates=["a handwritten digit {w}"]).anchors()
+    handwritten = fm.mini_clip.TextAnchors(CLASSES, templates=["a handwritten digit {w}"]).anchors()
     assert (handwritten @ handwritten.T)[OFF_DIAGONAL].mean() > cosines[OFF_DIAGONAL].mean()
 
     # Why the spacing matters: an image feature sitting exactly on its class anchor has
@@ -140,11 +140,11 @@ def test_exercise_4_without_orthogonality():
     """Train with `B.fedalign(orth=0.0)`. The anchors are not orthogonal, so features sitting
     exactly on them would not be either: does the orthogonality term pull against the
     cross-entropy, and does it change accuracy?"""
-    anchors = B.class_anchors(CLASSES)
+    anchors = fm.mini_clip.class_anchors(CLASSES)
     labels = torch.arange(10)
     # Features exactly on the anchors: the term is the mean squared cosine between different
     # anchors, 0.536, far from its minimum 0.
-    on_anchors = B.orthogonality(anchors, labels)
+    on_anchors = fm.losses.orthogonality(anchors, labels)
     torch.testing.assert_close(on_anchors, (anchors @ anchors.T)[OFF_DIAGONAL].pow(2).mean())
     assert on_anchors > 0.5
     # But there the two terms push the same way: both move each feature away from the other
@@ -152,13 +152,13 @@ def test_exercise_4_without_orthogonality():
     features = anchors.clone().requires_grad_(True)
     ce = F.cross_entropy(F.normalize(features, dim=1) @ anchors.T / SPEC.tau, labels)
     (grad_ce,) = torch.autograd.grad(ce, features)
-    (grad_orth,) = torch.autograd.grad(B.orthogonality(features, labels), features)
+    (grad_orth,) = torch.autograd.grad(fm.losses.orthogonality(features, labels), features)
     assert (F.cosine_similarity(grad_ce, grad_orth, dim=1) > 0.8).all()
 
     def trained_orthogonality(sim):
         with torch.no_grad():
-            return sum(float(B.orthogonality(c.model.features(c.data.train.modalities)["joint"],
-                                             c.data.train.y))
+            return sum(float(fm.losses.orthogonality(
+                           c.model.features(c.data.train.modalities)["joint"], c.data.train.y))
                        for c in sim.clients) / NUM_CLIENTS  # fmt: skip
 
     with_orth, without = run(0.5), run(0.5, orth=0.0)

@@ -142,7 +142,7 @@ def test_exercise_3_top_peers_at_a_low_temperature():
 
 # the anchor: the smallest size, whose codes every other size is fitted to
 ANCHOR = H.SIZES["small"]
-PUBLIC = fm.frozen.image_features(fm.data.public_digits().modalities["image"])  # (1797, 64)
+PUBLIC = fm.pretrained.image_features(fm.data.public_digits().modalities["image"])  # (1797, 64)
 
 
 @cache

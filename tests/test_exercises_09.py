@@ -6,10 +6,11 @@ one or two seeds, without the disk cache; the command line runs with the same si
 
 import pandas as pd
 
+import fedlab_mm as fm
 from fedlab_mm import experiments as E
 
 # last=1: each cell records its final round, as the numbers in the comments below were measured
-SCALE = E.Scale(n_samples=600, num_clients=4, rounds=2, epochs=1, last=1)
+SCALE = fm.recipes.Scale(n_samples=600, num_clients=4, rounds=2, epochs=1, last=1)
 
 
 def test_exercise_1_fedprox_and_ala_as_modalities_go_missing():
@@ -118,7 +119,9 @@ def test_exercise_4_the_command_line_and_robustness(tmp_path, capsys):
     # severe one run (here the only one), per method
     means = E.summary(df).set_index(["method", "missing_rate"])["mean"]
     severe = df["missing_rate"].max()
-    drops = {m: means[m, E.BASE["missing_rate"]] - means[m, severe] for m in ("fedavg", "local")}
+    drops = {
+        m: means[m, fm.knobs.BASE["missing_rate"]] - means[m, severe] for m in ("fedavg", "local")
+    }
     most_robust = min(drops, key=drops.get)
     assert drops[most_robust] == min(drops.values())
     # Losing most of a modality hurts both methods (the command's 2 epochs a round, seeds

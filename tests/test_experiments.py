@@ -9,7 +9,7 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import experiments as E
-from fedlab_mm.methods import Scale
+from fedlab_mm.recipes import Scale
 
 TINY = Scale(n_samples=600, num_clients=4, rounds=1, epochs=1)
 
@@ -34,7 +34,7 @@ def test_bad_names_and_values_list_what_is_allowed():
     with pytest.raises(ValueError, match="n_samples=50"):
         Scale(n_samples=50)
     with pytest.raises(ValueError, match="is not known.*valid methods"):
-        E.run_cell("fedsgd", {}, 0, TINY)
+        fm.recipes.run_cell("fedsgd", {}, 0, TINY)
 
 
 def test_grid_is_deterministic_and_resumes_from_its_cache(tmp_path):
@@ -46,7 +46,7 @@ def test_grid_is_deterministic_and_resumes_from_its_cache(tmp_path):
     assert first.query("method == 'local'").server_accuracy.isna().all()  # no global model
     assert (first.query("method == 'local'").uplink_kb == 0).all()
     again = E.grid(["fedavg", "local"], settings, seeds=[0, 1], cache=False, **kw)
-    cols = ["method", "seed", *E.KNOBS, "accuracy", "served_accuracy", "server_accuracy"]
+    cols = ["method", "seed", *fm.knobs.KNOBS, "accuracy", "served_accuracy", "server_accuracy"]
     pd.testing.assert_frame_equal(first[cols], again[cols])  # same seed, same numbers
     # drop one finished cell: a re-run reads the other seven and recomputes that one
     files = sorted(tmp_path.glob("*.json"))
@@ -93,13 +93,13 @@ KNOWN = {
 
 
 def test_every_method_is_known():
-    assert set(KNOWN) == set(E.METHODS)
+    assert set(KNOWN) == set(fm.recipes.METHODS)
 
 
-@pytest.mark.parametrize("method", list(E.METHODS))
+@pytest.mark.parametrize("method", list(fm.recipes.METHODS))
 def test_every_method_gives_its_known_record_on_a_cell_with_missing_modalities(method):
     scale = Scale(**{**TINY.__dict__, "rounds": 2, "last": 1})  # the final round, as measured
-    row = E.run_cell(method, {"missing_rate": 0.5, "alpha": 0.5}, seed=0, scale=scale)
+    row = fm.recipes.run_cell(method, {"missing_rate": 0.5, "alpha": 0.5}, seed=0, scale=scale)
     accuracy, served, server, uplink = KNOWN[method]
     assert row["accuracy"] == pytest.approx(accuracy, abs=0.02)
     assert row["served_accuracy"] == pytest.approx(served, abs=0.02)
@@ -108,9 +108,9 @@ def test_every_method_gives_its_known_record_on_a_cell_with_missing_modalities(m
 
 
 def test_image_only_methods_drop_captions_and_imageless_samples():
-    setting = E._check_setting({"missing_rate": 0.6})
-    clients, server = fm.methods._clients(setting, 0, TINY)
-    views, _, test = E.METHODS["fedalign"].build(clients, server, TINY)
+    setting = fm.knobs.check_setting({"missing_rate": 0.6})
+    clients, server = fm.recipes._clients(setting, 0, TINY)
+    views, _, test = fm.recipes.METHODS["fedalign"].build(clients, server, TINY)
     for raw, view in zip(clients, views):
         assert view.train.names == ["image"]
         assert len(view.train) == int(raw.train.present[:, 0].sum()) > 0
@@ -121,7 +121,7 @@ def _claim_df(diffs):
     rows = []
     for seed, d in enumerate(diffs):
         for method, acc in (("fedepa", 0.5 + d), ("fedavg", 0.5)):
-            rows.append({"method": method, "seed": seed, **E.BASE, "alpha": 0.1,
+            rows.append({"method": method, "seed": seed, **fm.knobs.BASE, "alpha": 0.1,
                          "labeled_fraction": 0.1, "accuracy": acc, "uplink_kb": 1.0})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -163,12 +163,12 @@ def test_claim_cells_cover_every_claim_once():
     assert len(cells) == len(set((m, tuple(sorted(s.items()))) for m, s in cells))
     for c in E.CLAIMS:
         assert (c.method, c.setting) in cells and (c.baseline, c.setting) in cells
-        assert c.method in E.METHODS and c.baseline in E.METHODS
+        assert c.method in fm.recipes.METHODS and c.baseline in fm.recipes.METHODS
 
 
 def test_ranking_and_summary():
     means = (("a", 0.5), ("b", 0.7), ("c", 0.6))
-    rows = [{"method": m, "seed": s, **E.BASE, "accuracy": a + 0.01 * s}
+    rows = [{"method": m, "seed": s, **fm.knobs.BASE, "accuracy": a + 0.01 * s}
             for m, a in means for s in range(3)]  # fmt: skip
     df = pd.DataFrame(rows)
     assert E.ranking(df).loc["base"].to_dict() == {"a": 3, "b": 1, "c": 2}
@@ -202,23 +202,22 @@ def test_cli_help_names_every_method(capsys):
     with pytest.raises(SystemExit):
         E.main(["grid", "--help"])
     text = capsys.readouterr().out
-    assert all(name in text for name in E.METHODS) and "--alpha" in text
+    assert all(name in text for name in fm.recipes.METHODS) and "--alpha" in text
 
 
 def test_each_method_builds_its_papers_recipe_not_a_fedavg_fallback():
-    from fedlab_mm import transfer
     from fedlab_mm.federated import FedAvg, FedProx, LocalOnly
 
-    clients, server = fm.methods._clients(E._check_setting({"missing_rate": 0.5}), 0, TINY)
+    clients, server = fm.recipes._clients(fm.knobs.check_setting({"missing_rate": 0.5}), 0, TINY)
     expect = {  # method -> (strategy class, init rule class, a loss class it must use)
         "fedavg": (FedAvg, "Overwrite", None), "fedprox": (FedProx, "Overwrite", None),
         "local": (LocalOnly, "Overwrite", None), "ala": (FedAvg, "ALA", None),
-        "fedepa": (FedAvg, "ALA", "Independence"), "cka": (fm.aggregation.CKAGraph, None, None),
-        "fedmvp": (fm.aggregation.CKAGraph, None, transfer.MCM), "fedalign": ("FedAlign", None,
+        "fedepa": (FedAvg, "ALA", "Independence"), "cka": (fm.cka_graph.CKAGraph, None, None),
+        "fedmvp": (fm.cka_graph.CKAGraph, None, fm.mcm_ram.MCM), "fedalign": ("FedAlign", None,
         "Orthogonality"), "rela": ("RELA", None, None), "sized_local": (LocalOnly, None, None),
     }  # fmt: skip
     for name, (strategy, init, loss) in expect.items():
-        views, recipe, _ = E.METHODS[name].build(clients, server, TINY)
+        views, recipe, _ = fm.recipes.METHODS[name].build(clients, server, TINY)
         got = type(recipe.strategy)
         assert got.__name__ == strategy if isinstance(strategy, str) else got is strategy, name
         if init is not None:
@@ -228,7 +227,7 @@ def test_each_method_builds_its_papers_recipe_not_a_fedavg_fallback():
             assert (loss if isinstance(loss, str) else loss.__name__) in names, (name, names)
     filled = {}  # completion fills every gap of every client, each method its own way
     for name in ("zero_fill", "knn_fill", "frozen_fill"):
-        views, _, _ = E.METHODS[name].build(clients, server, TINY)
+        views, _, _ = fm.recipes.METHODS[name].build(clients, server, TINY)
         assert all((v.train.present | v.train.filled).all() and v.train.filled.any() for v in views)
         first = views[0].train
         filled[name] = torch.cat([first.modalities[m].flatten(1) for m in first.names], 1)
@@ -237,17 +236,15 @@ def test_each_method_builds_its_papers_recipe_not_a_fedavg_fallback():
 
 
 def test_the_cka_probe_is_server_made_public_digits_by_default():
-    from fedlab_mm import methods
-
     assert Scale().probe_source == "public"
-    clients, server = methods._clients(methods._check_setting({}), 0, TINY)
+    clients, server = fm.recipes._clients(fm.knobs.check_setting({}), 0, TINY)
     assert "sklearn_index" in server.probe.meta and "mnist_index" not in server.probe.meta
     assert set(server.probe.modalities) == {"image", "text"} and len(server.probe) == TINY.probe
     held = Scale(**{**TINY.__dict__, "probe_source": "held_out"})
-    _, privileged = methods._clients(methods._check_setting({}), 0, held)
+    _, privileged = fm.recipes._clients(fm.knobs.check_setting({}), 0, held)
     assert "mnist_index" in privileged.probe.meta  # a split of the clients' own MNIST digits
     assert torch.equal(server.test.y, privileged.test.y)  # the same test set either way
-    assert E.cell_key("cka", {}, 0, TINY) != E.cell_key("cka", {}, 0, held)
+    assert fm.recipes.cell_key("cka", {}, 0, TINY) != fm.recipes.cell_key("cka", {}, 0, held)
     with pytest.raises(ValueError, match="probe_source='server'.*public.*held_out"):
         Scale(probe_source="server")
 
@@ -289,9 +286,9 @@ def test_history_last_is_the_mean_of_the_last_rounds():
 def test_a_cell_records_the_mean_over_its_last_rounds():
     scale = Scale(**{**TINY.__dict__, "rounds": 3, "last": 2})
     setting = {"alpha": 0.5}
-    row = E.run_cell("fedavg", setting, seed=0, scale=scale)
-    clients, server = fm.methods._clients(E._check_setting(setting), 0, scale)
-    clients, recipe, test = E.METHODS["fedavg"].build(clients, server, scale)
+    row = fm.recipes.run_cell("fedavg", setting, seed=0, scale=scale)
+    clients, server = fm.recipes._clients(fm.knobs.check_setting(setting), 0, scale)
+    clients, recipe, test = fm.recipes.METHODS["fedavg"].build(clients, server, scale)
     h = fm.federated.simulate(clients, *recipe, rounds=3, seed=0, global_test=test, progress=False)
     per_round = h.curve(split="personal")
     assert row["accuracy"] == pytest.approx(per_round.iloc[-2:].mean(), abs=1e-9)

@@ -181,7 +181,7 @@ def test_the_server_only_ever_receives_client_updates():
 def test_local_only_never_shares():
     sim = F.Simulation(CLIENTS, SPEC, F.LocalTrainer(), F.LocalOnly(), progress=False)
     sim.run(2)
-    heads = [sim.strategy.states[k]["head.weight"] for k in range(len(CLIENTS))]
+    heads = [sim.strategy.served[k]["head.weight"] for k in range(len(CLIENTS))]
     assert not torch.equal(heads[0], heads[1])
     assert "server_test" not in set(sim.history.df.split)
     assert torch.equal(sim.by_id[0].model.state_dict()["head.weight"], heads[0])
@@ -209,7 +209,7 @@ def test_history_helpers_and_json(tmp_path):
     assert list(history.curve().index) == [1, 2]
     assert 0 <= history.final(split="personal") <= 1
     assert F.History.from_json(history.to_json()) == history
-    fig = history.plot()
+    fig = fm.viz.curves({"FedAvg": history})
     assert fig.axes[0].get_xlabel() == "round"
     with pytest.raises(ValueError, match="splits logged"):
         history.curve(split="nope")

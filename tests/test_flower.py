@@ -6,7 +6,7 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import flower as FL
-from fedlab_mm.aggregation import CKAGraph
+from fedlab_mm.cka_graph import CKAGraph
 from fedlab_mm.federated import FedAvg, LocalTrainer, Recipe, Simulation
 
 

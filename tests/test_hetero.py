@@ -6,8 +6,7 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import hetero as H
-from fedlab_mm.federated import Simulation
-from fedlab_mm.strategies import FedAvg
+from fedlab_mm.federated import FedAvg, Simulation
 
 DATA = H.tower_features(fm.data.digits(2000, modalities=("image",), progress=False))
 
@@ -45,7 +44,7 @@ def test_p_identity_and_q_zero_give_the_plain_low_rank_product():
 
 
 def test_gate_lies_in_the_open_interval_and_is_one_half_with_zero_weights_in_eval():
-    gate = H._Gate(16)
+    gate = H.colora.Gate(16)
     x = torch.randn(200, 16) * 10
     torch.testing.assert_close(gate.eval()(x), torch.full((200, 1), 0.5))
     with torch.no_grad():
@@ -92,7 +91,7 @@ def test_frames_are_orthonormal_and_shared_spaces_keep_the_anchor_frame():
 def test_alignment_makes_a_larger_models_head_codes_match_the_anchors():
     # Measured on the public digits: R^2 of the aligned head codes 0.84 (medium), 0.85 (large);
     # without the rotation and gain (the layer's own top directions) it is below 0.
-    acts = {k: H._block_activations(s)[-1][0] for k, s in H.SIZES.items()}
+    acts = {k: H.frames._block_activations(s)[-1][0] for k, s in H.SIZES.items()}
     target = acts["small"] @ H.align_frames(H.SIZES["small"])[-1]["a"].T
     for size in ("medium", "large"):
         f = H.align_frames(H.SIZES[size])[-1]
@@ -318,7 +317,7 @@ def test_pq_transfer_diagonal_is_each_size_on_its_own():
 
 def random_frames(spec: H.HeteroSpec) -> list[dict]:
     """Seeded random orthonormal frames for every block of ``spec``, gains 0.5 and 3."""
-    dims = {0: (H.IN_DIM, spec.width), 1: (spec.width, spec.num_classes)}
+    dims = {0: (H.base.IN_DIM, spec.width), 1: (spec.width, spec.num_classes)}
     return [{"a": orthonormal(spec.rank, dims[k][0], seed=k),
              "b": orthonormal(spec.rank, dims[k][1], seed=10 + k).T,
              "gain_in": 0.5, "gain_out": 3.0} for k in range(2)]  # fmt: skip
@@ -410,17 +409,17 @@ def test_the_readme_table_script_runs_in_quick_mode():
 
 
 def test_the_base_models_are_trained_once_and_read_back_exactly(tmp_cache):
-    H._pretrained.cache_clear()
+    H.base._pretrained.cache_clear()
     try:
-        trained = H._pretrained(32, 2)  # trains, and writes one file
+        trained = H.base._pretrained(32, 2)  # trains, and writes one file
         assert len(list(tmp_cache.glob("hetero-base-*.safetensors"))) == 1
-        H._pretrained.cache_clear()
-        read = H._pretrained(32, 2)  # a new process would do this: read, not train
+        H.base._pretrained.cache_clear()
+        read = H.base._pretrained(32, 2)  # a new process would do this: read, not train
         for a, b in zip([*trained["layers"], trained["head"]], [*read["layers"], read["head"]]):
             for key in ("weight", "bias"):
                 assert torch.equal(a[key], b[key])
     finally:
-        H._pretrained.cache_clear()  # later tests read the default cache again
+        H.base._pretrained.cache_clear()  # later tests read the default cache again
 
 
 def test_the_penultimate_task_vector_is_autograds_weight_gradient_with_its_first_rows_kept():
@@ -428,7 +427,7 @@ def test_the_penultimate_task_vector_is_autograds_weight_gradient_with_its_first
     # of the rows (output units); checked here against autograd on the same anchor
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 64, generator=gen), torch.randint(0, 10, (40,), generator=gen)
-    layers, head = H._anchor_model()
+    layers, head = H.rela._anchor_model()
     weight = layers[-1].weight
     with torch.enable_grad():
         out = x

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from fedlab_mm import captions, lora
+from fedlab_mm.data import captions
+from fedlab_mm.models import lora
 
 
 class Tiny(nn.Module):

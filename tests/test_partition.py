@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import fedlab_mm as fm
 from fedlab_mm import partition as P
-from fedlab_mm import skew
+from fedlab_mm.partition import skew
 
 Y = np.arange(5000) % 10  # balanced labels, 10 classes
 

@@ -4,7 +4,7 @@ import torch
 
 import fedlab_mm as fm
 from fedlab_mm import federated as F
-from fedlab_mm.client import Client
+from fedlab_mm.federated import Client
 from fedlab_mm.models import ModelSpec
 from fedlab_mm.personalization import ALA, ALAConfig, mixing_weights, top_parameter_names
 from tests.effects import served_with_init

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import fedlab_mm as fm
-from fedlab_mm.similarity import hsic, layerwise_cka, linear_cka, rbf_cka
+from fedlab_mm.cka import hsic, layerwise_cka, linear_cka, rbf_cka
 
 GEN = torch.Generator().manual_seed(0)
 X = torch.randn(200, 20, generator=GEN, dtype=torch.float64)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fedlab_mm import partition as P
-from fedlab_mm import skew
+from fedlab_mm.partition import skew
 
 
 def test_distances_on_known_distributions():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedlab_mm import speech
+from fedlab_mm.data import speech
 
 
 def test_mel_filterbank_shape_and_triangles():

@@ -131,7 +131,7 @@ def test_hetero_plots():
 def test_grid_curves():
     import pandas as pd
 
-    rows = [{"method": m, "seed": s, **fm.experiments.BASE, knob: v, "accuracy": 0.5 + 0.1 * s}
+    rows = [{"method": m, "seed": s, **fm.knobs.BASE, knob: v, "accuracy": 0.5 + 0.1 * s}
             for m in ("fedavg", "local") for s in range(2)
             for knob, v in (("alpha", 0.1), ("alpha", 1.0), ("missing_rate", 0.5))]  # fmt: skip
     fig = fm.viz.grid_curves(pd.DataFrame(rows), labels={"fedavg": "FedAvg"})
@@ -142,7 +142,9 @@ def test_grid_curves():
     with pytest.raises(ValueError, match="metric='nope'"):
         fm.viz.grid_curves(pd.DataFrame(rows), metric="nope")
     metrics = {"served_accuracy": "served", "accuracy": "trained"}
-    bars = fm.viz.method_bars(pd.DataFrame(rows).assign(served_accuracy=0.4), metrics, title="t")
+    labelled = pd.DataFrame(rows).assign(served_accuracy=0.4)
+    labelled["label"] = labelled["method"].map({"fedavg": "FedAvg", "local": "local only"})
+    bars = fm.viz.method_bars(labelled, metrics, title="t")
     ax = bars.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["FedAvg", "local only"]
     assert len(ax.patches) == 4 and ax.get_xlim()[0] == pytest.approx(0.3)

