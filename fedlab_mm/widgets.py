@@ -4,6 +4,9 @@ its figure in place.
 The partition explorer keeps one matplotlib figure, updates its artists' data on every
 change and pushes the rendered PNG into an ``ipywidgets.Image``: no flicker, no growing
 output, and it works in any Jupyter front end.
+
+:func:`sweep_slider` is the small one: a slider over a sweep computed beforehand, whose
+``draw(value)`` redraws the chosen point into an output area under it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from .data import MultimodalDataset
 from .partition.skew import js_distance
 from .viz import PALETTE
 
-__all__ = ["SCHEMES", "build_partition", "PartitionExplorer", "partition_explorer"]
+__all__ = [
+    "SCHEMES",
+    "build_partition",
+    "PartitionExplorer",
+    "partition_explorer",
+    "SweepSlider",
+    "sweep_slider",
+]
 
 SCHEMES = ("iid", "dirichlet", "shards", "pathological", "quantity_skew")
 
@@ -248,3 +258,106 @@ def partition_explorer(dataset: MultimodalDataset, num_clients: int = 20, seed: 
     """Show a :class:`PartitionExplorer` for ``dataset`` and return it (its ``.widget``
     is what Jupyter displays)."""
     return PartitionExplorer(dataset, num_clients=num_clients, seed=seed)
+
+
+class SweepSlider:
+    """A slider over the values of a sweep computed beforehand, and the output it redraws.
+
+    Moving the slider (by hand or ``panel.value = v``) clears the output area and calls
+    ``draw(v)`` inside it: what ``draw`` shows or prints lands under the slider, as with
+    ``ipywidgets.interact``. A figure ``draw`` leaves open is shown, and a value it returns
+    other than ``None`` is displayed. ``drawn`` lists the values drawn so far, in order.
+    Build it with :func:`sweep_slider`, which checks the arguments.
+    """
+
+    def __init__(self, values: list, draw, name: str, value, description: str) -> None:
+        import ipywidgets as w
+
+        self.values, self.draw, self.name = values, draw, name
+        self.drawn: list = []
+        self.slider = w.SelectionSlider(
+            options=values,
+            value=value,
+            description=description,
+            style={"description_width": "initial"},
+            layout=w.Layout(width="420px"),
+        )
+        self.output = w.Output()
+        self.widget = w.VBox([self.slider, self.output])
+        self.slider.observe(lambda _change: self.redraw(), names="value")
+        self.redraw()
+
+    @property
+    def value(self):
+        """The value the slider is on; setting it moves the slider (and redraws)."""
+        return self.slider.value
+
+    @value.setter
+    def value(self, value) -> None:
+        self.slider.value = _one_of(self.values, value, "value", self.name)
+
+    def redraw(self) -> None:
+        """Clear the output area and draw the slider's value into it."""
+        from IPython.display import display
+        from ipywidgets.widgets.interaction import show_inline_matplotlib_plots
+
+        value = self.slider.value
+        show_inline_matplotlib_plots()  # figures the cell left open go above, not in here
+        with self.output:
+            self.output.clear_output(wait=True)
+            result = self.draw(value)
+            show_inline_matplotlib_plots()
+            if result is not None:
+                display(result)
+            self.drawn.append(value)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _one_of(values: list, value, argument: str, name: str):
+    """``value`` when it is one of ``values``, else a ValueError naming ``argument``."""
+    if not any(value == v for v in values):
+        raise ValueError(f"{argument}={value!r} is not one of the {name} values {values}")
+    return value
+
+
+def sweep_slider(
+    values, draw, *, name: str = "value", value=None, description: str | None = None
+) -> SweepSlider:
+    """A slider that walks along a sweep computed beforehand and redraws the chosen point.
+
+    ``values`` are the swept parameter's values, in slider order (a list, a tuple, a pandas
+    column, or a dict's keys); the results belong to the caller, which looks them up in
+    ``draw(value)``. ``draw`` runs once for the starting point (``value``, by default the
+    first of ``values``) and again whenever the slider moves; what it plots or prints
+    replaces the previous point's. ``name`` is the parameter's name, which labels the slider
+    unless ``description`` is given. The cell's result, a :class:`SweepSlider`, displays as
+    the slider above its output; ``.slider``, ``.output`` and ``.drawn`` are for tests.
+
+    Examples
+    --------
+    >>> fractions = [0.05, 0.1, 0.3, 1.0]
+    >>> sweep = {f: run(labeled_fraction=f) for f in fractions}      # doctest: +SKIP
+    >>> fm.widgets.sweep_slider(fractions, lambda f: print(sweep[f]),
+    ...                         name="labeled_fraction", value=0.1)  # doctest: +SKIP
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name={name!r} must be a non-empty string")
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"values={values!r} must be a sequence of parameter values, not a string")
+    try:
+        options = list(values)
+    except TypeError:
+        raise ValueError(f"values={values!r} must be a sequence of parameter values") from None
+    if not options:
+        raise ValueError(f"values={values!r} is empty: a {name} slider needs at least one value")
+    for i, v in enumerate(options):
+        if any(v == u for u in options[:i]):
+            raise ValueError(f"values={options} has {v!r} more than once: each {name} once")
+    if not callable(draw):
+        raise ValueError(f"draw={draw!r} must be callable as draw({name}), e.g. a function")
+    if description is not None and not isinstance(description, str):
+        raise ValueError(f"description={description!r} must be a string or None")
+    start = options[0] if value is None else _one_of(options, value, "value", name)
+    return SweepSlider(options, draw, name, start, description or name)
