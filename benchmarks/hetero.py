@@ -25,8 +25,6 @@ this script's seeds 0-2.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -37,20 +35,8 @@ from fedlab_mm.experiments import verdict
 from fedlab_mm.federated import Simulation
 
 SIZES = ("small", "medium", "large") * 2
-METHODS = {
-    "local only": lambda specs: H.local_only(specs),
-    "RELA, T 0.5": lambda specs: H.mosaic(specs, temperature=0.5),
-    "RELA, T 0.05": lambda specs: H.mosaic(specs, temperature=0.05),
-    "RELA, T 0.5, P/Q within a size only": lambda specs: H.mosaic(specs, share_pq=False),
-    "uniform (T infinite)": lambda specs: H.mosaic(specs, temperature=math.inf),
-}
-LOCAL = "local only"
-# (method, baseline) pairs of the differences table: every method against local training,
-# then RELA against the two controls that switch one of its ingredients off.
-PAIRS = [(m, LOCAL) for m in list(METHODS)[1:]] + [
-    ("RELA, T 0.5", "uniform (T infinite)"),
-    ("RELA, T 0.5", "RELA, T 0.5, P/Q within a size only"),
-]
+# the comparisons and their pairs, as notebook 08 runs them (one table: fm.hetero.VARIANTS)
+METHODS, LOCAL, PAIRS = H.VARIANTS, H.LOCAL, H.PAIRS
 MARGIN = 0.01  # a gain smaller than one point is not worth the communication
 LAST = 3  # rounds averaged
 

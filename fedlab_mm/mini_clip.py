@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import pretrained
-from .data import captions, public_digits
+from .data import cached, captions, public_digits
 from .data.speech import DIGIT_WORDS
 from .losses import check_tau
 from .models import SpecMethods, lora
@@ -127,9 +128,16 @@ class TextAnchors:
         return self.anchors()
 
 
+def _versions() -> dict:
+    """What a cached pretrained tensor also depends on besides its recipe."""
+    return {"torch": torch.__version__, "transformers": version("transformers")}
+
+
 @lru_cache(maxsize=4)
 def _frozen_anchors(classes: tuple) -> torch.Tensor:
-    return TextAnchors(list(classes)).anchors()
+    params = {"classes": list(classes), "templates": list(PROMPTS), **_versions()}
+    make = lambda: {"anchors": TextAnchors(list(classes)).anchors()}  # noqa: E731
+    return cached("clip-anchors", params, make, cache=True)["anchors"]
 
 
 def class_anchors(classes=DIGIT_WORDS) -> torch.Tensor:
@@ -140,8 +148,13 @@ def class_anchors(classes=DIGIT_WORDS) -> torch.Tensor:
 # ----------------------------------------------------------------- the client's image side
 @lru_cache(maxsize=4)
 def _projection(classes: tuple, tau: float) -> dict:
-    """Fit the tower's projection into the text space on the public digits (seeded)."""
+    """The tower's projection into the text space, fitted once on the public digits (seeded)
+    and kept on disk like the tower itself."""
+    params = {"classes": list(classes), "tau": tau, "steps": 300, "lr": 1e-2, **_versions()}
+    return cached("clip-projection", params, lambda: _fit_projection(classes, tau), cache=True)
 
+
+def _fit_projection(classes: tuple, tau: float) -> dict:
     pub = public_digits()
     feats = pretrained.image_features(pub.modalities["image"])  # (1797, 64)
     anchors = class_anchors(classes)

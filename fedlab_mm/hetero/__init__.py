@@ -51,7 +51,7 @@ Modules, one concept each: ``base`` (the pretrained MLP), ``colora`` (the adapte
 ``frames`` (their aligned A/B frames), ``model`` (:class:`HeteroSpec`, :data:`SIZES`,
 :class:`HeteroNet`), ``tasks`` (the conflicting tasks), ``rela`` (task vectors and the
 server), ``probes`` (diagnostics of a run) and ``recipes`` (:func:`mosaic`,
-:func:`local_only` and :data:`METHODS`, the comparisons notebook 08 and
+:func:`local_only` and :data:`VARIANTS`, the comparisons notebook 08 and
 ``benchmarks/hetero.py`` share).
 """
 
@@ -59,7 +59,7 @@ from .colora import CoLoRALinear, DualLoRALinear
 from .frames import align_frames, frame_agreement
 from .model import SIZES, HeteroNet, HeteroSpec, tower_features
 from .probes import accuracy_by_size, forced_gate, pq_transfer, without_branch
-from .recipes import local_only, mosaic
+from .recipes import LOCAL, PAIRS, VARIANTS, local_only, mosaic
 from .rela import (
     RELA,
     TASK_LAYERS,
@@ -75,10 +75,13 @@ from .tasks import ALL_TASKS, TASKS, task_clients, task_labels
 
 __all__ = [
     "ALL_TASKS",
+    "LOCAL",
+    "PAIRS",
     "RELA",
     "SIZES",
     "TASKS",
     "TASK_LAYERS",
+    "VARIANTS",
     "CoLoRALinear",
     "DualLoRALinear",
     "HeteroNet",
