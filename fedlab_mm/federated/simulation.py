@@ -21,7 +21,7 @@ from ..partition import ClientData
 from .client import Client, LocalTrainer, evaluate
 from .history import History
 from .server import FedAvg, Strategy
-from .state import clone_state, state_bytes, unflatten
+from .state import clone_state, flatten, state_bytes, unflatten
 
 __all__ = ["Recipe", "Simulation", "client_seed", "simulate"]
 
@@ -247,9 +247,10 @@ class Simulation:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         tensors = {f"global/{k}": v for k, v in self.global_state.items()}
-        for c in self.clients:
-            tensors.update({f"model/{c.client_id}/{k}": v for k, v in c.model.state_dict().items()})
-            tensors.update({f"private/{c.client_id}/{k}": v for k, v in c.state.items()})
+        models = flatten({c.client_id: c.model.state_dict() for c in self.clients})
+        private = flatten({c.client_id: c.state for c in self.clients})
+        tensors.update({f"model/{k}": v for k, v in models.items()})
+        tensors.update({f"private/{k}": v for k, v in private.items()})
         tensors.update({f"strategy/{k}": v for k, v in self.strategy.state_dict().items()})
         save_file(
             {k: v.detach().contiguous().clone() for k, v in tensors.items()},
