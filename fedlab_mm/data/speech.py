@@ -1,7 +1,7 @@
 """Spoken digits, synthesised offline with eSpeak NG, and log-mel spectrograms.
 
 eSpeak NG is reached through the shared library that the ``espeakng-loader`` package
-ships (GPL-3, so it is the optional ``audio`` extra). :mod:`fedlab_mm._espeak` calls its C
+ships (GPL-3, so it is the optional ``audio`` extra). :mod:`fedlab_mm.data._espeak` calls its C
 API with ``ctypes``: ``espeak_Initialize`` in synchronous mode, a callback that collects
 16-bit samples, and ``espeak_Synth``. Synthesis takes about a millisecond per word, so
 audio is cheap; the spectrograms are still cached by :mod:`fedlab_mm.data`.

@@ -6,7 +6,7 @@ quantity schemes make the split; :func:`feature_skew`, :func:`missing_modalities
 :func:`scarce_labels` return a new Partition on top of any other one;
 :func:`corrupt_clients` breaks some clients' training data; :mod:`.skew` measures a split.
 
-One scheme per file, the way Flower Datasets keeps its partitioners:
+One kind of heterogeneity per file, a scheme per function:
 
 - ``core``: :class:`Partition`, :class:`ClientData`, :func:`holdout`, the feature transforms;
 - ``splits``: :func:`iid`, :func:`dirichlet`, :func:`shards`, :func:`pathological`,
