@@ -63,13 +63,13 @@ def test_environment_yml_installs_the_lock():
     text = (ROOT / "environment.yml").read_text()
     pip_section = text.split("- pip:", 1)[1]
     assert "- -r requirements.lock" in pip_section
-    assert "-e .[dev,audio,flower]" in pip_section
+    assert "-e .[dev,audio,flower,hf]" in pip_section
 
 
 def test_every_dependency_is_locked_within_its_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = list(project["dependencies"])
-    for extra in ("dev", "audio", "flower"):
+    for extra in ("dev", "audio", "flower", "hf"):
         reqs += project["optional-dependencies"][extra]
     pins = lock()
     for text in reqs:

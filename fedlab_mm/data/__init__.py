@@ -9,15 +9,18 @@
   separate "public" set for server-side pretraining and probes.
 
 Every set is a :class:`MultimodalDataset`; :func:`cached` keeps re-creatable tensors on disk.
+Your own data: :func:`from_arrays`, :func:`from_hf` (a Hugging Face ``datasets.Dataset``) and
+:func:`to_hf` (``hub``).
 
 Modules: ``dataset`` (the container), ``cache``, ``synthetic``, ``digits``, ``captions``,
-``speech`` (and its eSpeak NG runner ``_espeak``).
+``speech`` (and its eSpeak NG runner ``_espeak``), ``hub`` (your own data).
 """
 
 from . import captions, speech
 from .cache import cached
 from .dataset import MultimodalDataset
 from .digits import DIGIT_MODALITIES, digits, public_digits
+from .hub import from_arrays, from_hf, to_hf
 from .synthetic import synthetic
 
 __all__ = [
@@ -26,7 +29,10 @@ __all__ = [
     "cached",
     "captions",
     "digits",
+    "from_arrays",
+    "from_hf",
     "public_digits",
     "speech",
     "synthetic",
+    "to_hf",
 ]
