@@ -13,14 +13,15 @@ Your own data: :func:`from_arrays`, :func:`from_hf` (a Hugging Face ``datasets.D
 :func:`to_hf` (``hub``).
 
 Modules: ``dataset`` (the container), ``cache``, ``synthetic``, ``digits``, ``captions``,
-``speech`` (and its eSpeak NG runner ``_espeak``), ``hub`` (your own data).
+``speech`` (and its eSpeak NG runner ``_espeak``), ``arrays`` and ``hub`` (your own data).
 """
 
 from . import captions, speech
+from .arrays import from_arrays
 from .cache import cached
 from .dataset import MultimodalDataset
 from .digits import DIGIT_MODALITIES, digits, public_digits
-from .hub import from_arrays, from_hf, to_hf
+from .hub import from_hf, to_hf
 from .synthetic import synthetic
 
 __all__ = [
