@@ -9,7 +9,8 @@ enforces it with import-linter):
 
 - settings and pure maths: ``config``, ``seed``, ``knobs``, ``losses``, ``cka``;
 - data: ``data`` (data sets, captions, speech, the disk cache), ``pretrained`` (frozen
-  models built from public data), ``partition`` (splits, overlays, corruption, skew);
+  models built from public data), ``towers`` (frozen transformers encoders), ``partition``
+  (splits, overlays, corruption, skew);
 - plots and widgets: ``viz``, ``widgets`` (they read data and results, never train);
 - models: ``models`` (specs, layers, the network, the model contract, LoRA);
 - the engine: ``federated`` (client, server, simulation, history, states);
@@ -45,6 +46,7 @@ from . import (
     pretrained,
     recipes,
     seed,
+    towers,
     viz,
     widgets,
 )
@@ -94,6 +96,7 @@ __all__ = [
     "pretrained",
     "recipes",
     "seed",
+    "towers",
     "viz",
     "widgets",
     "MultimodalDataset",

@@ -31,10 +31,18 @@ from .spec import FROZEN_TOWERS, ModelSpec
 __all__ = ["MultimodalNet", "build_model"]
 
 
+def _tower_width(name: str, shape) -> int:
+    """The representation width of a frozen tower: the kit's own (:data:`FROZEN_TOWERS`),
+    or the width of ``(d,)`` features a tower computed beforehand."""
+    own = FROZEN_TOWERS.get(name)
+    return own[1] if own is not None and own[0] == tuple(shape) else int(shape[0])
+
+
 def _frozen_tower(name: str, x: torch.Tensor) -> torch.Tensor:
-    if name == "image":
+    if name == "image" and x.ndim == 4:
         return image_features(x)
-    return x.float()  # text: the frozen MiniLM embedding is the representation
+    # text: the frozen MiniLM embedding is the representation; (d,) inputs: precomputed
+    return x.float()
 
 
 class MultimodalNet(nn.Module):
@@ -74,7 +82,7 @@ class MultimodalNet(nn.Module):
         if spec.unimodal:
             width = {m: 2 * k if k else spec.d for m in spec.names}
             if spec.frozen_towers:
-                width = {m: FROZEN_TOWERS[m][1] for m in spec.names}
+                width = {m: _tower_width(m, shape) for m, shape in spec.inputs}
             self.unimodal = nn.ModuleDict(
                 {m: nn.Linear(width[m], self.fusion.out_dim) for m in spec.names}
             )

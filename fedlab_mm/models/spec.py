@@ -66,7 +66,10 @@ class ModelSpec(SpecMethods):
         With ``unimodal``: read the unimodal representations off frozen pretrained towers
         (FedMVP's setting) instead of the trainable encoders: the public image tower of
         :mod:`fedlab_mm.pretrained` for ``image`` (1, 28, 28) and the MiniLM embedding itself for
-        ``text`` (384,). Only the projections train; the towers are never sent.
+        ``text`` (384,). Any other input of one dimension ``(d,)`` counts as the output of a
+        frozen tower computed beforehand (e.g. :func:`fedlab_mm.towers.HFTower.featurize`: a
+        CLIP or BERT embedding) and is read as it is. Only the projections train; the towers
+        are never sent.
     shared_encoder : bool
         With ``unimodal``: FedMVP's ``CommonEncoder``. One linear map of the joint width,
         followed by L2 normalisation, is shared by the joint representation and every
@@ -134,10 +137,12 @@ class ModelSpec(SpecMethods):
             if not self.unimodal:
                 raise ValueError("frozen_towers=True needs unimodal=True")
             for name, shape in self.inputs:
-                if FROZEN_TOWERS.get(name, (None,))[0] != tuple(shape):
+                own = FROZEN_TOWERS.get(name, (None,))[0] == tuple(shape)
+                if not own and len(shape) != 1:
                     raise ValueError(
                         f"no frozen tower for {name!r} with shape {tuple(shape)}; there are "
-                        f"{ {m: s for m, (s, _) in FROZEN_TOWERS.items()} }"
+                        f"{ {m: s for m, (s, _) in FROZEN_TOWERS.items()} }, and any (d,) "
+                        "features a tower computed beforehand (fm.towers)"
                     )
         kinds = dict(self.encoders)
         unknown = set(kinds) - set(names)
