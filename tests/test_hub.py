@@ -90,6 +90,7 @@ def test_from_hf_caches_by_fingerprint_and_options(tmp_path, monkeypatch):
     monkeypatch.setattr(fm.data.captions, "embed", no_embedding)
     again = fm.data.from_hf(HF, label="digit", text="cap", features="score", progress=False)
     assert torch.equal(first.modalities["text"], again.modalities["text"])
+    assert first.names == again.names == ["text", "score"]  # one order, fresh or cached
     with pytest.raises(AssertionError, match="must not embed"):  # other options: a new file
         fm.data.from_hf(
             HF.select(range(6)), label="digit", text="cap", features="score", progress=False

@@ -17,7 +17,8 @@ def clip_dir(tmp_path_factory):
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
         text_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-                     "num_attention_heads": 4, "vocab_size": 99, "max_position_embeddings": 32},
+                     "num_attention_heads": 4, "vocab_size": 99, "max_position_embeddings": 32,
+                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
         vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
                        "num_attention_heads": 4, "image_size": 30, "patch_size": 6},
         projection_dim=16,

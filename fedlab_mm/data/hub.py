@@ -281,7 +281,8 @@ def from_hf(
         return out
 
     stored = cached("hf", params, make, cache)
-    names = [k for k in stored if not k.startswith("present/")]
+    order = ["image", "text", "audio", *features]  # the same order from the cache as fresh
+    names = [k for k in order if k in stored]
     present = {k: stored[f"present/{k}"].bool() for k in names}
     return from_arrays({k: stored[k] for k in names}, y, classes=classes, present=present)
 
