@@ -88,3 +88,18 @@ def test_bad_tower_arguments_are_named(tmp_path, clip_dir):
     with pytest.raises(ValueError, match="no frozen tower for 'image' with shape"):
         fm.models.ModelSpec(inputs=(("image", (3, 8, 8)),), num_classes=2, unimodal=True,
                             frozen_towers=True)  # fmt: skip
+
+
+def test_the_cka_graph_probes_on_the_towers_features(clip_dir):
+    """The server's CKA probe goes through the same frozen tower as the clients' data, and the
+    graph weighs the clients from the representations the models give it."""
+    tower = fm.towers.HFTower(clip_dir, "image", device="cpu")
+    featured = tower.featurize(DS, cache=False)
+    rest, probe = fm.partition.holdout(featured, 0.2, seed=0)
+    clients = fm.partition.iid(rest, 3, seed=0).clients(rest, seed=0)
+    spec = fm.models.ModelSpec.from_dataset(featured)
+    graph = fm.cka_graph.CKAGraph(spec, probe)
+    sim = Simulation(clients, spec, LocalTrainer(), graph, progress=False)
+    sim.run(1)
+    assert graph.graph.shape == (3, 3) and torch.isfinite(graph.graph).all()
+    assert probe.modalities["image"].shape[1:] == (16,)
