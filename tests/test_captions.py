@@ -25,9 +25,11 @@ def test_matches_the_packages_sentence_transformers_loader():
     torch.testing.assert_close(captions.embed(texts), oracle.cpu(), atol=1e-5, rtol=0)
 
 
-def test_hub_names_fail_fast_with_a_clear_message():
+def test_hub_names_fail_fast_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.delenv("FEDLAB_MM_HUB", raising=False)
     start = time.perf_counter()
-    with pytest.raises(ValueError, match="no model hub"):
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache"):
         captions.load_text_encoder("sentence-transformers/all-MiniLM-L6-v2")
     assert time.perf_counter() - start < 2.0
 

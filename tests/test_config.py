@@ -5,6 +5,7 @@ import sys
 import pytest
 
 import fedlab_mm as fm
+from fedlab_mm import config
 
 
 @pytest.mark.parametrize(
@@ -88,3 +89,36 @@ def test_import_limits_the_blas_pools_to_the_same_thread_count():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[1]"
+
+
+def _fake_hub_cache(root, repo_id):
+    """The Hugging Face cache's layout for one model: refs/main -> snapshots/<hash>/."""
+    folder = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+    return snapshot
+
+
+def test_model_folder_takes_folders_and_cached_hub_ids(tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("FEDLAB_MM_HUB", raising=False)
+    snapshot = _fake_hub_cache(tmp_path / "hub", "someone/tiny-model")
+    assert config.model_folder(snapshot) == snapshot
+    assert config.model_folder("someone/tiny-model").resolve() == snapshot.resolve()
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache"):
+        config.model_folder("someone/other-model")
+    with pytest.raises(ValueError, match="no config.json"):
+        config.model_folder(tmp_path)
+    with pytest.raises(ValueError, match="neither a local model folder nor"):
+        config.model_folder("./no/such/folder")
+
+
+def test_the_hub_switch_is_read_strictly(monkeypatch):
+    monkeypatch.setenv("FEDLAB_MM_HUB", "maybe")
+    with pytest.raises(ValueError, match="FEDLAB_MM_HUB='maybe'"):
+        config.hub_allowed()
+    monkeypatch.setenv("FEDLAB_MM_HUB", "1")
+    assert config.hub_allowed()

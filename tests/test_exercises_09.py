@@ -85,13 +85,16 @@ def test_exercise_3_a_claim_of_your_own():
     row = table.iloc[0]
     assert (row["paper"], row["method"], row["baseline"]) == ("mine", "kNN fill", "zero-fill")
     assert row["setting"] == "missing_rate 0.4"
-    # The verdict comes from the per-seed differences. Seeds 0-4, kNN fill 0.381 0.309 0.339
-    # 0.344 0.394, zero-fill 0.356 0.316 0.323 0.316 0.414: with seeds 0 and 1 it won once
-    # and lost once, and two differences of opposite signs always give a 95% interval
-    # around 0 (t = 12.7 for two seeds): "inconclusive".
+    # The verdict comes from the per-seed differences. Seeds 0-4 on the CPU of issues 21-23
+    # (tests/known.py, "A"): kNN fill 0.381 0.309 0.339 0.344 0.394, zero-fill 0.356 0.316
+    # 0.323 0.316 0.414; on CPU "B": kNN fill 0.398 0.300 0.327 0.344 0.386, zero-fill 0.356
+    # 0.296 0.323 0.330 0.410. Seeds 0 and 1 give kNN one win on A and two on B (seed 1's
+    # difference is -0.007 on A and +0.004 on B: rounding), and either way two seeds are too
+    # few: the 95% interval of two differences (t = 12.7) spans 0, "inconclusive".
     acc = df.pivot_table(index="seed", columns="method", values="accuracy")
     diff = acc["knn_fill"] - acc["zero_fill"]
-    assert row["seeds won"] == f"{int((diff > 0).sum())}/2" == "1/2"
+    assert row["seeds won"] == f"{int((diff > 0).sum())}/2"
+    assert (diff > 0).sum() >= 1  # seed 0: +0.025 on A, +0.042 on B
     mean, low, high, word = E.verdict(diff, mine.margin, mine.kind)
     assert row["difference"] == round(mean, 3) and row["needs"] == "> 0.01"
     assert row["95% interval"] == f"{low:+.3f} to {high:+.3f}"

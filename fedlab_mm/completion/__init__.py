@@ -21,6 +21,8 @@ strategy       needs                                        leaks / risks
 ``frozen``     frozen models built from public data         nothing: the models are public
                (:mod:`fedlab_mm.pretrained`); digits only        and applied locally; but their
                                                             mistakes become training data
+``Frozen(      a real CLIP whose features the data are      as ``frozen``; the modality-gap
+tower=...)``   (:class:`~.clip_fill.CLIPFill`)               shift uses local means
 =============  ===========================================  =================================
 
 Everything here is local to one client: no completion step sends anything to the server.
@@ -28,15 +30,18 @@ Everything here is local to one client: no completion step sends anything to the
 FedMVP's two knowledge-transfer losses, MCM and RAM, are in :mod:`fedlab_mm.mcm_ram`.
 
 Modules: ``base`` (the interface, mask, zero, mean), ``local`` (kNN, regression),
-``frozen_models`` (the pretrained fill) and ``apply`` (by name, on every client, views).
+``frozen_models`` (the pretrained fill), ``clip_fill`` (the same in a real CLIP's space) and
+``apply`` (by name, on every client, views).
 """
 
 from .apply import STRATEGIES, complete, make, views
 from .base import Completion, Mask, Mean, Zero
+from .clip_fill import CLIPFill
 from .frozen_models import Frozen
 from .local import KNN, Regression
 
 __all__ = [
+    "CLIPFill",
     "KNN",
     "STRATEGIES",
     "Completion",

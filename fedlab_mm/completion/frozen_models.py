@@ -8,6 +8,7 @@ import torch
 from .. import pretrained
 from ..data import speech
 from .base import Completion
+from .clip_fill import CLIPFill
 
 __all__ = ["Frozen"]
 
@@ -23,15 +24,26 @@ class Frozen(Completion):
 
     A row without the modality its generator needs stays masked. For the digits' modality
     names only.
+
+    With ``tower`` (a real CLIP, folder or model id) the data are that CLIP's features and
+    the fill is :class:`~fedlab_mm.completion.clip_fill.CLIPFill`: zero-shot captions and
+    gap-shifted images in CLIP's space, for any class names; ``classes`` and ``templates``
+    go to it.
     """
 
     name = "frozen"
     KNOWN = ("image", "audio", "text")
 
-    def __init__(self, audio=None, seed: int = 0) -> None:
+    def __init__(self, audio=None, seed: int = 0, tower=None, classes=None,
+                 templates=None) -> None:  # fmt: skip
         self.audio, self.seed = audio, seed
+        self.clip = None if tower is None else CLIPFill(tower, classes, templates)
 
     def fit(self, data):
+        if self.clip is not None:
+            self.clip.fit(data)
+            self.names_ = data.names
+            return self
         unknown = [m for m in data.names if m not in self.KNOWN]
         if unknown:
             raise ValueError(
@@ -60,8 +72,12 @@ class Frozen(Completion):
                     count[use] += 1
         return total / count.clamp_min(1), count.flatten() > 0
 
-    def predict(self, data, target, rows):
+    def unfillable(self):
+        return [] if self.clip is None else self.clip.unfillable()
 
+    def predict(self, data, target, rows):
+        if self.clip is not None:
+            return self.clip.predict(data, target, rows)
         if target == "text":
             if "image" not in data.names:
                 return None
@@ -97,4 +113,6 @@ class Frozen(Completion):
         return values, ok
 
     def __repr__(self) -> str:
+        if self.clip is not None:
+            return f"Frozen(tower={self.clip.tower!r})"
         return f"Frozen(seed={self.seed})"

@@ -64,19 +64,16 @@ def encoder_path() -> Path:
 def load_text_encoder(path: str | Path | None = None):
     """Load ``(tokenizer, model)`` from a local folder (default: the shipped MiniLM).
 
+    ``path`` may also be a Hugging Face model id, found in the local Hugging Face cache
+    (downloaded only when ``FEDLAB_MM_HUB=1``: see :func:`fedlab_mm.config.model_folder`).
+
     Raises
     ------
     ValueError
-        If ``path`` is not an existing local folder: hub names are refused at once,
-        because this kit never downloads models at run time.
+        If ``path`` is neither a local model folder nor a model id the cache holds.
     """
     config.offline()
-    path = encoder_path() if path is None else Path(path)
-    if not path.is_dir():
-        raise ValueError(
-            f"path={str(path)!r} is not a local model folder; fedlab_mm loads models only "
-            "from installed packages (no model hub). Leave path=None for the shipped MiniLM."
-        )
+    path = encoder_path() if path is None else config.model_folder(path)
     return _load(str(path))
 
 
