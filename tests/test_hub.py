@@ -157,3 +157,25 @@ def test_to_hf_and_back_give_the_same_data_set():
     assert back.names == ds.names and torch.equal(back.present, ds.present)
     for m in ds.names:
         torch.testing.assert_close(back.modalities[m], ds.modalities[m])
+
+
+def test_from_hf_embeds_with_a_model_id_from_the_local_hub_cache(tmp_path, monkeypatch):
+    """``text_encoder`` may be a Hugging Face model id: found in the local cache (here a
+    snapshot linking to the shipped MiniLM's files), it embeds exactly as the folder does."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("FEDLAB_MM_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "hub" / "models--someone--minilm"
+    snapshot = repo / "snapshots" / ("2" * 40)
+    snapshot.mkdir(parents=True)
+    source = fm.data.captions.encoder_path()
+    for f in source.iterdir():
+        if f.is_file():
+            (snapshot / f.name).symlink_to(f)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("2" * 40)
+    kw = dict(label="digit", image="img", text="cap", progress=False)
+    by_id = fm.data.from_hf(HF, text_encoder="someone/minilm", **kw)
+    by_folder = fm.data.from_hf(HF, text_encoder=source, **kw)
+    torch.testing.assert_close(by_id.modalities["text"], by_folder.modalities["text"])
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache"):
+        fm.data.from_hf(HF, text_encoder="someone/absent", cache=False, **kw)

@@ -175,8 +175,9 @@ def from_hf(
         float ``(C, H, W)`` in [0, 1] at ``image_size`` (an int or ``(H, W)``). One channel when
         the first image is greyscale, else three.
     text : str, optional
-        A column of strings, embedded by ``text_encoder`` (a local model folder; default the
-        shipped all-MiniLM-L6-v2) in batches, with a progress bar: ``(384,)`` for MiniLM.
+        A column of strings, embedded by ``text_encoder`` (a local model folder, or a model id
+        in the local Hugging Face cache; default the shipped all-MiniLM-L6-v2) in batches,
+        with a progress bar: ``(384,)`` for MiniLM.
     audio : str, optional
         An ``Audio`` column, ``{"array", "sampling_rate"}`` dicts, or plain arrays with
         ``sampling_rate=``; becomes the kit's log-mel ``(n_mels, frames)`` of ``audio_config``.
