@@ -48,8 +48,9 @@ def folder(tmp_path_factory):
 
 def test_exercise_1_a_pathological_split_from_flower():
     """Split with `PathologicalPartitioner(num_partitions=6, partition_by="label",
-    num_classes_per_partition=2, seed=0)`. How many classes does each client hold, and what
-    does the skew summary say next to the Dirichlet split?"""
+    num_classes_per_partition=2, seed=0)`. How many classes does each client hold, which
+    classes does no client hold (and why must some be left out?), and how do the skew
+    numbers compare with the InnerDirichlet split's?"""
     ds = fm.data.from_hf(user_dataset(), label="digit", image="image", text="caption",
                          progress=False)  # fmt: skip
     sizes = [N // 6] * 6
@@ -60,8 +61,13 @@ def test_exercise_1_a_pathological_split_from_flower():
         InnerDirichletPartitioner(sizes, partition_by="label", alpha=0.5, seed=0), ds
     )
     report = fm.partition.skew.report(pathological, ds)
-    # every client holds exactly the two classes it was dealt
+    # every client holds exactly the two classes it was dealt; 6 clients x 2 classes are 12
+    # slots drawn at random over 10 classes, so some classes get none (here 1, 5 and 8, and
+    # Flower warns about them) and their rows belong to no client
     assert (report["classes"] == 2).all()
+    held = {int(c) for i in range(6) for c in ds.y[pathological.indices[i]].unique()}
+    assert held == set(range(10)) - {1, 5, 8}
+    assert pathological.sizes.sum() == sum(int((ds.y == c).sum()) for c in held) < N
     skewed, mixed = (fm.partition.skew.summary(p, ds) for p in (pathological, dirichlet))
     # two classes a client is as far from the global label mix as a split gets; the
     # Dirichlet split at alpha 0.5 holds more classes per client
@@ -72,7 +78,8 @@ def test_exercise_1_a_pathological_split_from_flower():
 
 def test_exercise_2_half_the_captions_missing(folder):
     """Take half of the captions away before `from_hf`. How many captions does
-    `Frozen(tower=folder)` fill now, and what happens to the rows that miss both?"""
+    `Frozen(tower=folder)` fill now? Can a row of `pairs` miss both its image and its
+    caption?"""
     hf = user_dataset(caption_missing=0.5)
     pairs = fm.data.from_hf(hf, label="digit", image="image", text="caption", progress=False)
     texts = [c or "" for c in hf["caption"]]
@@ -91,6 +98,12 @@ def test_exercise_2_half_the_captions_missing(folder):
         assert before.train.present[:, featured.names.index("image")].all()
     filled = sum(int(c.train.filled[:, t].sum()) for c in completed)
     assert filled == sum(int((~c.train.present[:, t]).sum()) for c in clients) > 0
+    # a row with neither image nor caption carries nothing: from_hf refuses it, by name
+    first_gone = hf["caption"].index(None)
+    hole = hf.map(lambda row, i: {"image": None} if i == first_gone else {}, with_indices=True)
+    with pytest.raises(ValueError, match=rf"rows \[{first_gone}\] have no modality at all"):
+        fm.data.from_hf(hole, label="digit", image="image", text="caption", progress=False,
+                        cache=False)  # fmt: skip
 
 
 def test_exercise_3_rank_8_adapters_double_the_adapter_uplink(folder):
@@ -108,7 +121,8 @@ def test_exercise_3_rank_8_adapters_double_the_adapter_uplink(folder):
         state = spec.build().state_dict()
         adapter_kb[rank] = fm.federated.state_bytes(
             {k: v for k, v in state.items() if fm.models.lora.is_adapter(k)}) / 1e3  # fmt: skip
-    # A (r x d) and B (d x r) grow with r: the adapters' bytes exactly double; the prototypes
-    # (C x 16) and counts (C) do not depend on the rank
-    assert adapter_kb[8] == pytest.approx(2 * adapter_kb[4])
-    assert uplink[8] - uplink[4] == pytest.approx(adapter_kb[8] - adapter_kb[4])
+    # A (r x 32) and B (32 x r) in 4 layers, float32: 4 * 64 r * 4 bytes, so the adapters'
+    # bytes exactly double; the prototypes (10 x 16) and counts (10) do not depend on the rank,
+    # so the uplink does not double: 4,096 + 640 + 40 bytes at rank 4, 8,192 + 680 at rank 8
+    assert adapter_kb == {4: 4.096, 8: 8.192}
+    assert uplink[4] == pytest.approx(4.776) and uplink[8] == pytest.approx(8.872)
