@@ -15,6 +15,9 @@ this module is a thin translation of the same objects:
 - :func:`server_app`: a ``ServerApp`` that matches nodes to clients, then runs the rounds.
 - :func:`run_simulation`: both apps on Flower's simulation engine; returns the final global
   state and the evaluation metrics, to compare with the kit's :class:`Simulation`.
+- :func:`run_loopback`: both apps in this process through :class:`LoopbackGrid`, every message
+  through Flower's wire format (protobuf) and straight to its node: Flower's own apps,
+  strategy and records in seconds, without Ray or a network.
 
 The client's randomness is seeded from ``(seed, round, client)`` exactly as in the kit's
 engine, and the server aggregates the replies in client order, so the same seed, clients and
@@ -26,13 +29,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from .federated import Client, ClientUpdate, Recipe, client_seed
-from .federated import evaluate as score
-from .models import build_model
+from ..federated import Client, ClientUpdate, Recipe, client_seed
+from ..federated import evaluate as score
+from ..models import build_model
 
 __all__ = ["KitStrategy", "client_app", "run_simulation", "server_app", "to_record", "from_record"]
 
@@ -63,7 +67,7 @@ def from_record(record) -> dict[str, torch.Tensor]:
 
 
 def _spec_of(spec, client_id: int):
-    return spec[client_id] if isinstance(spec, dict) else spec
+    return spec[client_id] if isinstance(spec, Mapping) else spec
 
 
 # ----------------------------------------------------------------- client side
@@ -91,8 +95,10 @@ def client_app(clients, recipe: Recipe, seed: int = 0):
             client.model.load_state_dict(from_record(context.state["model"]))
             client.state = from_record(context.state["private"])
             client.rounds_trained = int(context.state["meta"]["rounds"])
-        elif received:  # first contact: start from the server's weights, as the kit does
-            client.model.load_state_dict(received, strict=False)
+        else:  # first contact: the kit's seeded start, then whatever the server sent
+            client.model = build_model(client.spec, seed=seed)
+            if received:
+                client.model.load_state_dict(received, strict=False)
         return client
 
     def keep(client: Client, context) -> None:
@@ -245,7 +251,9 @@ def server_app(recipe: Recipe, num_clients: int, rounds: int, seed: int = 0, out
     @flower.main()
     def main(grid, context):
         client_of = _match_nodes(grid, num_clients, timeout)
-        initial = {} if isinstance(spec, dict) else dict(build_model(spec, seed=seed).state_dict())
+        initial = (
+            {} if isinstance(spec, Mapping) else dict(build_model(spec, seed=seed).state_dict())
+        )
         strategy.setup(initial, sorted(client_of.values()))
         fl = KitStrategy(strategy, initial, client_of)
         fl.start(grid, initial_arrays=to_record(initial), num_rounds=rounds, timeout=timeout)
