@@ -73,6 +73,15 @@ def test_a_node_that_fails_in_round_2_stops_the_run_with_an_error_naming_it():
     assert sorted(rows["round"].unique()) == [1, 2] and rows["client"].nunique() == 4
 
 
+def test_a_node_that_stops_answering_is_named_and_never_averaged_around():
+    """A node that never replies (a timeout, not an error) would leave Flower's strategy with
+    fewer replies than it asked for: the kit's strategy stops instead of averaging the rest."""
+    clients, server = fm.recipes._clients(SETTING, 0, TINY)
+    views, recipe, _ = METHODS["fedavg"].build(clients, server, TINY)
+    with pytest.raises(RuntimeError, match=r"round 2: no train reply from node 1001 \(client 1\)"):
+        FL.run_loopback(views, recipe, 2, seed=0, silent={1001: 2})
+
+
 def test_a_node_without_its_data_is_named_before_the_first_round():
     """Four nodes, a ClientApp that holds three clients: the fourth node's query fails, and
     the server stops before training, naming the node and why."""

@@ -74,22 +74,30 @@ def _spec_of(spec, client_id: int):
 def client_app(clients, recipe: Recipe, seed: int = 0):
     """A Flower ``ClientApp`` running the kit's clients.
 
-    Node ``k`` (its ``partition-id`` in the simulation engine, or ``node_config`` on a real
-    deployment) is ``clients[k]``. Each message rebuilds the kit client and restores what it
-    kept from earlier rounds from ``Context.state``, so personal models and learned mixing
-    weights persist as they do in the kit's engine.
+    ``clients`` is either the list of every client's data, node ``k`` (its ``partition-id``
+    in the node config) being ``clients[k]``, or a function ``load(node_config) ->
+    ClientData`` that a deployment's node calls to load **only its own** data (e.g. from a
+    path in its node config). Each message rebuilds the kit client and restores what it kept
+    from earlier rounds from ``Context.state``, so personal models and learned mixing weights
+    persist as they do in the kit's engine.
     """
     app, clientapp, _ = _flwr()
-    clients = list(clients)
+    load = clients if callable(clients) else None
+    clients = [] if load else list(clients)
     spec, trainer, strategy = recipe
 
-    def restore(context, received=None) -> Client:
+    def node_data(context):
+        if load is not None:
+            return load(dict(context.node_config))
         index = int(context.node_config.get("partition-id", -1))
         if not 0 <= index < len(clients):
             raise ValueError(
                 f"node partition-id={index} is not a client index 0..{len(clients) - 1}"
             )
-        data = clients[index]
+        return clients[index]
+
+    def restore(context, received=None) -> Client:
+        data = node_data(context)
         client = Client(data, _spec_of(spec, data.client_id), trainer)
         if "model" in context.state:
             client.model.load_state_dict(from_record(context.state["model"]))
@@ -190,6 +198,7 @@ class KitStrategy(_FlowerFedAvg):
             cid, n = int(metrics.pop("client-id")), int(metrics.pop("num-examples"))
             state, payload = from_record(msg.content["arrays"]), from_record(msg.content["payload"])
             updates.append(ClientUpdate(cid, state, n, metrics, payload))
+        _all_replied(server_round, "train", {u.client_id for u in updates}, self.client_of)
         updates.sort(key=lambda u: u.client_id)  # the kit's order: sums round the same way
         self.global_state = self.kit.aggregate(server_round, self.global_state, updates)
         return to_record(self.global_state), None
@@ -200,6 +209,17 @@ class KitStrategy(_FlowerFedAvg):
             cid = int(metrics.pop("client-id"))
             self.history.append({"round": server_round, "client": cid, **metrics})
         return _flwr()[0].MetricRecord({})
+
+
+def _all_replied(rnd: int, what: str, replied: set, client_of: dict) -> None:
+    """Refuse to aggregate over fewer clients than were asked (a node that timed out)."""
+    missing = {node: cid for node, cid in client_of.items() if cid not in replied}
+    if missing:
+        named = ", ".join(f"node {n} (client {c})" for n, c in sorted(missing.items()))
+        raise RuntimeError(
+            f"round {rnd}: no {what} reply from {named}; the kit's strategy averages over every "
+            "client it was given, so it stops instead of averaging over the others"
+        )
 
 
 def _checked(replies, what: str) -> list:

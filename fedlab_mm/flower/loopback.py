@@ -25,13 +25,15 @@ class LoopbackGrid(_FlowerGrid):
     own ``Context`` (its ``state`` persists across rounds, as on a SuperNode). Every message and
     every reply crosses Flower's wire format (``RecordDict`` -> protobuf bytes -> ``RecordDict``).
     A ``ClientApp`` that raises gives an error reply naming the exception, as a failed node does
-    on a real deployment. ``failing`` maps node ids to the first round from which they fail.
+    on a real deployment. ``failing`` maps node ids to the first round from which they fail
+    (an error reply); ``silent`` to the first round from which they never answer (a timeout).
     """
 
-    def __init__(self, app, num_nodes: int, failing: dict | None = None) -> None:
+    def __init__(self, app, num_nodes: int, failing: dict | None = None,
+                 silent: dict | None = None) -> None:  # fmt: skip
         from flwr.app import Context, RecordDict
 
-        self.app, self.failing = app, dict(failing or {})
+        self.app, self.failing, self.silent = app, dict(failing or {}), dict(silent or {})
         self.contexts = {
             1000 + k: Context(
                 run_id=1,
@@ -81,6 +83,8 @@ class LoopbackGrid(_FlowerGrid):
                     if "config" in msg.content
                     else 0
                 )
+                if node in self.silent and rnd >= self.silent[node]:
+                    continue  # no reply at all, as from a node that timed out
                 if node in self.failing and rnd >= self.failing[node]:
                     raise ConnectionError(f"node {node} is down (LoopbackGrid(failing=...))")
                 reply = _over_the_wire(self.app(msg, self.contexts[node]))
@@ -107,14 +111,16 @@ def _over_the_wire(msg):
     return msg
 
 
-def run_loopback(clients, recipe: Recipe, rounds: int, seed: int = 0, failing=None):
+def run_loopback(clients, recipe: Recipe, rounds: int, seed: int = 0, failing=None,
+                 silent=None):  # fmt: skip
     """Run ``recipe`` on ``clients`` through Flower's apps and strategy, in this process.
 
     The same apps as :func:`run_simulation` (:func:`server_app`, :func:`client_app`), the same
     ``KitStrategy`` and records, but the messages go through a :class:`LoopbackGrid` instead of
     Ray: seconds instead of a Ray start. Returns ``(global_state, history)`` as
     :func:`run_simulation` does; ``recipe.strategy`` holds the server's state afterwards
-    (``served`` for personalised strategies). ``failing``: see :class:`LoopbackGrid`.
+    (``served`` for personalised strategies). ``failing``, ``silent``: see
+    :class:`LoopbackGrid`.
     """
     import pandas as pd
     from flwr.app import Context, RecordDict
@@ -126,7 +132,7 @@ def run_loopback(clients, recipe: Recipe, rounds: int, seed: int = 0, failing=No
         raise ValueError("clients is empty: give at least one ClientData")
     saved_identity = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    grid = LoopbackGrid(client_app(clients, recipe, seed), len(clients), failing)
+    grid = LoopbackGrid(client_app(clients, recipe, seed), len(clients), failing, silent)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             app = server_app(recipe, len(clients), rounds, seed, out=tmp, timeout=60.0)
