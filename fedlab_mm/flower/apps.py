@@ -163,7 +163,14 @@ class KitStrategy(_FlowerFedAvg):
             state = self.kit.message(cid, self.global_state)
             content = app.RecordDict({"arrays": to_record(state), "config": config})
             out.append(app.Message(content, node, message_type))
+        self._sent = out  # the grid fills in their ids when it sends them
         return out
+
+    def _sent_to(self) -> dict:
+        """Sent message id -> destination node: an error the SuperLink writes for an
+        unreachable node comes from the SuperLink, so its reply-to id names the node."""
+        return {(m.metadata.message_id or m.object_id): m.metadata.dst_node_id
+                for m in getattr(self, "_sent", [])}  # fmt: skip
 
     def configure_train(self, server_round, arrays, config, grid):
         return self._messages(server_round, config, _flwr()[0].MessageType.TRAIN)
@@ -173,7 +180,7 @@ class KitStrategy(_FlowerFedAvg):
 
     def aggregate_train(self, server_round, replies):
         updates = []
-        for msg in _checked(replies, "train"):
+        for msg in _checked(replies, "train", self._sent_to(), self.client_of):
             metrics = dict(msg.content["metrics"])
             cid, n = int(metrics.pop("client-id")), int(metrics.pop("num-examples"))
             state, payload = from_record(msg.content["arrays"]), from_record(msg.content["payload"])
@@ -184,7 +191,7 @@ class KitStrategy(_FlowerFedAvg):
         return to_record(self.global_state), None
 
     def aggregate_evaluate(self, server_round, replies):
-        for msg in _checked(replies, "evaluate"):
+        for msg in _checked(replies, "evaluate", self._sent_to(), self.client_of):
             metrics = dict(msg.content["metrics"])
             cid = int(metrics.pop("client-id"))
             self.history.append({"round": server_round, "client": cid, **metrics})
@@ -202,11 +209,17 @@ def _all_replied(rnd: int, what: str, replied: set, client_of: dict) -> None:
         )
 
 
-def _checked(replies, what: str) -> list:
-    replies = list(replies)
+def _checked(replies, what: str, sent_to=None, client_of=None) -> list:
+    """The replies, or a ``RuntimeError`` naming each node that answered with an error."""
+    replies, sent_to, client_of = list(replies), sent_to or {}, client_of or {}
     errors = [m for m in replies if m.has_error()]
     if errors:
-        reasons = "; ".join(f"node {m.metadata.src_node_id}: {m.error.reason}" for m in errors)
+        named = []
+        for m in errors:
+            node = sent_to.get(m.metadata.reply_to_message_id, m.metadata.src_node_id)
+            client = f" (client {client_of[node]})" if node in client_of else ""
+            named.append(f"node {node}{client}: {m.error.reason}")
+        reasons = "; ".join(named)
         raise RuntimeError(f"{len(errors)} of {len(replies)} {what} replies failed: {reasons}")
     return replies
 
