@@ -101,3 +101,26 @@ def test_a_node_without_its_data_is_named_before_the_first_round():
             app(grid, context)
     finally:
         TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def test_the_loopback_grid_pushes_now_and_hands_each_reply_out_once():
+    from flwr.app import ConfigRecord, Message, MessageType, RecordDict
+    from flwr.supercore.task_identity import TaskIdentity
+
+    clients, server = fm.recipes._clients(SETTING, 0, TINY)
+    views, recipe, _ = METHODS["fedavg"].build(clients, server, TINY)
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    try:
+        grid = FL.LoopbackGrid(FL.client_app(views, recipe), len(views), silent={1003: 0})
+        query = [Message(RecordDict({"config": ConfigRecord({})}), n, MessageType.QUERY)
+                 for n in grid.get_node_ids()]  # fmt: skip
+        ids = grid.push_messages(query)
+        assert len(ids) == 4 and len(set(ids)) == 4
+        first = grid.pull_messages(ids[:1])
+        assert [int(m.content["config"]["client-id"]) for m in first] == [0]
+        rest = grid.pull_messages(ids)  # node 1003 is silent: its reply never arrives
+        assert sorted(int(m.content["config"]["client-id"]) for m in rest) == [1, 2]
+        assert grid.pull_messages(ids) == []  # each reply is handed out once
+    finally:
+        TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved

@@ -45,6 +45,7 @@ class LoopbackGrid(_FlowerGrid):
             for k in range(num_nodes)
         }
         self._run = None
+        self._replies: dict = {}
 
     def set_run(self, run_id: int) -> None:
         self._run = run_id
@@ -63,38 +64,45 @@ class LoopbackGrid(_FlowerGrid):
         return list(self.contexts)
 
     def push_messages(self, messages):
-        raise NotImplementedError("LoopbackGrid delivers at once: use send_and_receive")
+        """Deliver each message to its node now; return their ids (the replies wait for
+        :meth:`pull_messages`). A silent node's reply never arrives."""
+        ids = []
+        for number, msg in enumerate(messages):
+            key = msg.metadata.message_id or f"loopback-{len(self._replies)}-{number}"
+            reply = self._deliver(msg)
+            if reply is not None:
+                self._replies[key] = reply
+            ids.append(key)
+        return ids
 
     def pull_messages(self, message_ids):
-        raise NotImplementedError("LoopbackGrid delivers at once: use send_and_receive")
+        """The replies that have arrived for ``message_ids`` (each handed out once)."""
+        return [self._replies.pop(key) for key in list(message_ids) if key in self._replies]
 
     def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(list(messages)))
+
+    def _deliver(self, msg):
+        """The node's reply to ``msg``: its ClientApp's, an error reply, or None (silent)."""
         from flwr.supercore.task_identity import TaskIdentity
 
         app = _flwr()[0]
-        replies, server = [], TaskIdentity._node_id
-        for msg in messages:
-            node = msg.metadata.dst_node_id
-            msg = _over_the_wire(msg)
-            TaskIdentity.node_id = node  # the reply comes from the node
-            try:
-                rnd = (
-                    int(msg.content["config"].get("server-round", 0))
-                    if "config" in msg.content
-                    else 0
-                )
-                if node in self.silent and rnd >= self.silent[node]:
-                    continue  # no reply at all, as from a node that timed out
-                if node in self.failing and rnd >= self.failing[node]:
-                    raise ConnectionError(f"node {node} is down (LoopbackGrid(failing=...))")
-                reply = _over_the_wire(self.app(msg, self.contexts[node]))
-            except Exception as error:  # noqa: BLE001 - a failed node replies with an error
-                reason = f"{type(error).__name__}: {error}"
-                reply = app.Message(app.Error(code=1, reason=reason), reply_to=msg)
-            finally:
-                TaskIdentity.node_id = server
-            replies.append(reply)
-        return replies
+        node, server = msg.metadata.dst_node_id, TaskIdentity._node_id
+        msg = _over_the_wire(msg)
+        config = msg.content["config"] if "config" in msg.content else {}
+        rnd = int(config.get("server-round", 0))
+        if node in self.silent and rnd >= self.silent[node]:
+            return None  # no reply at all, as from a node that timed out
+        TaskIdentity.node_id = node  # the reply comes from the node
+        try:
+            if node in self.failing and rnd >= self.failing[node]:
+                raise ConnectionError(f"node {node} is down (LoopbackGrid(failing=...))")
+            return _over_the_wire(self.app(msg, self.contexts[node]))
+        except Exception as error:  # noqa: BLE001 - a failed node replies with an error
+            reason = f"{type(error).__name__}: {error}"
+            return app.Message(app.Error(code=1, reason=reason), reply_to=msg)
+        finally:
+            TaskIdentity.node_id = server
 
 
 def _over_the_wire(msg):
