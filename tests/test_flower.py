@@ -1,13 +1,17 @@
 """The kit on Flower's simulation engine (fedlab_mm.flower): the same global state as the
-kit's engine for the same seed, clients and strategy. Needs the ``flower`` extra (Ray)."""
+kit's engine for the same seed, clients and strategy. Needs the ``flower`` extra (Ray).
+
+The Ray test is marked ``flower_runtime``: ``make test`` runs it beside the suite, after the
+deployment test, so that no two Flower runtimes start at once on two cores."""
 
 import pytest
 import torch
 
 import fedlab_mm as fm
 from fedlab_mm import flower as FL
-from fedlab_mm.cka_graph import CKAGraph
-from fedlab_mm.federated import FedAvg, LocalTrainer, Recipe, Simulation
+from fedlab_mm.federated import FedAvg, LocalTrainer, Recipe
+from fedlab_mm.recipes import METHODS
+from tests.flower_check import TINY, assert_same_run, kit_run, largest_difference, views_and_recipes
 
 
 def test_records_round_trip_keys_dtypes_and_empty_states():
@@ -36,23 +40,22 @@ def _setting():
     return clients, spec, server
 
 
-def test_the_cka_graph_gives_the_kit_engines_global_state_on_flower():
-    # One Flower run (Ray's start-up is most of its 40 s). The CKA graph goes through every
-    # part FedAvg does (the message, the clients' fits, the weighted average of their states)
-    # and adds a server step that reads the clients' models, so it stands for both.
-    clients, spec, probe = _setting()
-    kit = Simulation(clients, spec, LocalTrainer(), CKAGraph(spec, probe), seed=3, progress=False)
-    kit.run(2)
-    recipe = Recipe(spec, LocalTrainer(), CKAGraph(spec, probe))
-    state, history = FL.run_simulation(clients, recipe, 2, seed=3)
-    assert list(state) == list(kit.global_state)
-    for key, value in kit.global_state.items():  # same seeds; only float rounding differs
-        torch.testing.assert_close(state[key], value, atol=1e-5, rtol=1e-4)
-    assert sorted(history["client"].unique()) == [c.client_id for c in clients]
-    served = history.groupby("round")["served-accuracy"].mean()
-    kit_served = kit.history.curve(split="personal_init")
-    assert served.tolist() == pytest.approx(kit_served.tolist(), abs=1e-6)
+@pytest.mark.flower_runtime
+def test_every_method_gives_the_kit_engines_numbers_on_flowers_simulation_engine():
+    """All 14 grid methods in one Flower simulation (one Ray start, most of its minute): each
+    equals the kit engine's run for the same seed, in the global state, every client's
+    accuracy in every round and what the server keeps per client."""
+    views, recipes = views_and_recipes(list(METHODS))
+    results = FL.run_simulation(views, recipes, TINY.rounds, seed=0)
+    assert list(results) == list(METHODS)
+    gaps = {}
+    for name, (state, rows) in results.items():
+        kit = kit_run(name)
+        assert_same_run(kit, state, rows, recipes[name].strategy)
+        gaps[name] = (*largest_difference(kit, state, rows), round(rows.attrs["seconds"], 1))
+    print("largest differences (weight, accuracy) and seconds on Flower:", gaps)
     # and a different seed gives a different state: the comparison can fail
-    other = Simulation(clients, spec, LocalTrainer(), FedAvg(), seed=4, progress=False)
-    other.run(2)
-    assert not torch.allclose(other.global_state["head.weight"], state["head.weight"])
+    other = kit_run("fedavg", seed=1)
+    assert not torch.allclose(
+        other.global_state["head.weight"], results["fedavg"][0]["head.weight"]
+    )

@@ -26,7 +26,7 @@ from fedlab_mm.federated import FedAvg, LocalTrainer, Simulation
 from fedlab_mm.personalization import ALA
 
 pytest.importorskip("flwr")
-pytestmark = pytest.mark.deployment
+pytestmark = [pytest.mark.deployment, pytest.mark.flower_runtime]
 
 NODES, ROUNDS, SEED = 2, 2, 3
 BIN = Path(sys.executable).parent

@@ -8,55 +8,46 @@ payloads such as prototypes or task vectors, per-client model specs) shows up he
 difference. It needs no Ray: a method takes seconds. ``test_flower.py`` runs the Ray engine.
 """
 
-import math
-
 import pytest
-import torch
 
 import fedlab_mm as fm
-from fedlab_mm.federated import Simulation
-from fedlab_mm.recipes import METHODS, Scale
+from fedlab_mm.recipes import METHODS
+from tests.flower_check import SETTING, TINY, assert_same_run, kit_run, views_and_recipes
 
 FL = pytest.importorskip("fedlab_mm.flower")
 pytest.importorskip("flwr")
 
-TINY = Scale(n_samples=600, num_clients=4, rounds=2, epochs=1, last=1)
-SETTING = fm.knobs.check_setting({"missing_rate": 0.3, "alpha": 0.5})
-
-
-def _both(method, seed=0):
-    clients, server = fm.recipes._clients(SETTING, seed, TINY)
-    views, recipe, _ = METHODS[method].build(clients, server, TINY)
-    kit = Simulation(views, *recipe, seed=seed, progress=False)
-    kit.run(TINY.rounds)
-    views, flower_recipe, _ = METHODS[method].build(clients, server, TINY)  # a fresh server
-    state, rows = FL.run_loopback(views, flower_recipe, TINY.rounds, seed=seed)
-    return kit, state, rows, flower_recipe.strategy
-
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_gives_the_kit_engines_numbers_through_flower(method):
-    kit, state, rows, strategy = _both(method)
-    # the global model (none for personalised strategies: then both are empty)
-    assert list(state) == list(kit.global_state)
-    for key, value in kit.global_state.items():
-        torch.testing.assert_close(state[key], value, atol=1e-5, rtol=1e-4)
-    # each client's own model after each round, scored on its test split
-    df = kit.history.df
-    personal = df[(df.split == "personal") & (df.metric == "accuracy")]
-    for (rnd, client), value in personal.set_index(["round", "client"]).value.items():
-        row = rows[(rows["round"] == rnd) & (rows["client"] == client)]
-        assert row["personal-accuracy"].item() == pytest.approx(value, abs=1e-6), (rnd, client)
-    # what the server keeps for each client (personalised strategies)
-    served = getattr(kit.strategy, "served", None)
-    if served is not None:
-        assert sorted(strategy.served) == sorted(served)
-        for cid, kept in served.items():
-            assert list(strategy.served[cid]) == list(kept)
-            for key, value in kept.items():
-                torch.testing.assert_close(strategy.served[cid][key], value, atol=1e-5,
-                                           rtol=1e-4)  # fmt: skip
-    assert not math.isnan(rows["personal-accuracy"].mean())
+    kit = kit_run(method)
+    views, recipes = views_and_recipes([method])  # a fresh server for the Flower run
+    state, rows = FL.run_loopback(views[method], recipes[method], TINY.rounds, seed=0)
+    assert_same_run(kit, state, rows, recipes[method].strategy)
+
+
+def test_a_suite_runs_each_method_as_if_alone():
+    """Three methods in one Flower run: each message names its recipe and each recipe keeps
+    its own Context.state, so LocalOnly's and ALA's clients do not pick up each other's (or
+    FedAvg's) models. Sharing the state entries breaks this test (checked)."""
+    methods = ["fedavg", "local", "ala"]
+    views, recipes = views_and_recipes(methods)
+    results = FL.run_loopback(views, recipes, TINY.rounds, seed=0)
+    assert list(results) == methods
+    for name in methods:
+        state, rows = results[name]
+        assert_same_run(kit_run(name), state, rows, recipes[name].strategy)
+        assert rows.attrs["seconds"] > 0
+
+
+def test_a_suite_needs_the_clients_of_every_recipe():
+    views, recipes = views_and_recipes(["fedavg", "local"])
+    with pytest.raises(ValueError, match=r"clients must be a dict with the same names"):
+        FL.run_loopback(views["fedavg"], recipes, 1)
+    with pytest.raises(ValueError, match=r"recipe=list must be a Recipe or a non-empty dict"):
+        FL.run_loopback(views["fedavg"], [recipes["fedavg"]], 1)
+    with pytest.raises(ValueError, match=r"the same number of clients; got \[3, 4\]"):
+        FL.run_loopback({"fedavg": views["fedavg"], "local": views["local"][:3]}, recipes, 1)
 
 
 def test_a_node_that_fails_in_round_2_stops_the_run_with_an_error_naming_it():

@@ -15,6 +15,9 @@ this module is a thin translation of the same objects:
 - :func:`server_app`: a ``ServerApp`` that matches nodes to clients, then runs the rounds.
 - :func:`run_simulation`: both apps on Flower's simulation engine; returns the final global
   state and the evaluation metrics, to compare with the kit's :class:`Simulation`.
+- a **suite** ``{name: Recipe}`` in place of one recipe runs several kit methods one after
+  the other in one Flower run (one Ray start, one ``flwr run``), each message naming its
+  recipe; :func:`read_results` reads what the server saved.
 - :func:`run_loopback`: both apps in this process through :class:`LoopbackGrid`, every message
   through Flower's wire format (protobuf) and straight to its node: Flower's own apps,
   strategy and records in seconds, without Ray or a network.
@@ -32,6 +35,7 @@ from .apps import (
     KitStrategy,
     client_app,
     from_record,
+    read_results,
     run_simulation,
     server_app,
     to_record,
@@ -44,6 +48,7 @@ __all__ = [
     "LoopbackGrid",
     "client_app",
     "from_record",
+    "read_results",
     "run_loopback",
     "run_simulation",
     "server_app",

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
-from pathlib import Path
 
-from ..federated import Recipe
-from .apps import _flwr, client_app, server_app
+from .apps import _flwr, _num_clients, client_app, read_results, server_app
 
 __all__ = ["LoopbackGrid", "run_loopback"]
 
@@ -119,36 +116,28 @@ def _over_the_wire(msg):
     return msg
 
 
-def run_loopback(clients, recipe: Recipe, rounds: int, seed: int = 0, failing=None,
-                 silent=None):  # fmt: skip
+def run_loopback(clients, recipe, rounds: int, seed: int = 0, failing=None, silent=None):
     """Run ``recipe`` on ``clients`` through Flower's apps and strategy, in this process.
 
     The same apps as :func:`run_simulation` (:func:`server_app`, :func:`client_app`), the same
     ``KitStrategy`` and records, but the messages go through a :class:`LoopbackGrid` instead of
     Ray: seconds instead of a Ray start. Returns ``(global_state, history)`` as
-    :func:`run_simulation` does; ``recipe.strategy`` holds the server's state afterwards
-    (``served`` for personalised strategies). ``failing``, ``silent``: see
-    :class:`LoopbackGrid`.
+    :func:`run_simulation` does (for a suite ``{name: Recipe}``, ``{name: (state, history)}``);
+    ``recipe.strategy`` holds the server's state afterwards (``served`` for personalised
+    strategies). ``failing``, ``silent``: see :class:`LoopbackGrid`.
     """
-    import pandas as pd
     from flwr.app import Context, RecordDict
     from flwr.supercore.task_identity import TaskIdentity
-    from safetensors.torch import load_file
 
-    clients = list(clients)
-    if not clients:
-        raise ValueError("clients is empty: give at least one ClientData")
+    n = _num_clients(clients, recipe, "run_loopback")
     saved_identity = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    grid = LoopbackGrid(client_app(clients, recipe, seed), len(clients), failing, silent)
+    grid = LoopbackGrid(client_app(clients, recipe, seed), n, failing, silent)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            app = server_app(recipe, len(clients), rounds, seed, out=tmp, timeout=60.0)
+            app = server_app(recipe, n, rounds, seed, out=tmp, timeout=60.0)
             app(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
                               run_config={}))  # fmt: skip
-            saved = json.loads((Path(tmp) / "history.json").read_text())
-            tensors = load_file(Path(tmp) / "global.safetensors")
+            return read_results(tmp, recipe)
     finally:
         TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved_identity
-    state = {k: tensors[k] for k in saved["keys"]}
-    return state, pd.DataFrame(saved["rows"])
