@@ -36,18 +36,22 @@ browser: $(STAMP)
 lab: setup
 	$(OFFLINE) $(VENV)/bin/jupyter-lab $(LAB_FLAGS) notebooks/
 
-# The real Flower deployment (tests/test_flower_deployment.py: a SuperLink and SuperNodes as
-# processes) mostly waits on its processes' start-up and polling (about 4 minutes, 1.5 of them
-# CPU), so it runs beside the suite's two workers instead of holding one of them; its log is
-# printed after the suite, and either one failing fails `make test`.
+# Flower's runtimes (tests marked flower_runtime): the real deployment (a SuperLink and
+# SuperNodes as processes, tests/test_flower_deployment.py, about 6 minutes) and then the Ray
+# simulation engine (tests/test_flower.py, about 1 minute). They mostly wait on their
+# processes' start-up and polling (about 1.5 minutes of CPU), so they run one after the other
+# beside the suite's two workers instead of holding one of them, and never two runtimes at
+# once; their log is printed after the suite, and either one failing fails `make test`.
 test: setup
 	@mkdir -p build
-	@$(OFFLINE) FEDLAB_MM_SMOKE=1 $(PY) -m pytest -q -m deployment tests/test_flower_deployment.py \
-	  > build/deployment.log 2>&1 & deployment=$$!; \
-	$(OFFLINE) FEDLAB_MM_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist worksteal -m "not deployment"; \
-	suite=$$?; wait $$deployment; deployed=$$?; \
-	echo "--- the Flower deployment test (build/deployment.log):"; tail -n 25 build/deployment.log; \
-	exit $$(( suite != 0 || deployed != 0 ))
+	@$(OFFLINE) FEDLAB_MM_SMOKE=1 $(PY) -m pytest -q -s -m flower_runtime \
+	  tests/test_flower_deployment.py tests/test_flower.py > build/flower_runtime.log 2>&1 & \
+	runtime=$$!; \
+	$(OFFLINE) FEDLAB_MM_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist worksteal -m "not flower_runtime"; \
+	suite=$$?; wait $$runtime; ran=$$?; \
+	echo "--- Flower's runtimes (build/flower_runtime.log):"; \
+	grep -E "^\.?(deployment|drill|largest)" build/flower_runtime.log; tail -n 25 build/flower_runtime.log; \
+	exit $$(( suite != 0 || ran != 0 ))
 
 # Re-resolve the whole environment after changing pyproject.toml or constraints.txt.
 # The CPU wheel of torch resolves as 2.13.0+cpu here; the lock says 2.13.0, which pip

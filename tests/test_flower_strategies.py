@@ -55,7 +55,7 @@ def test_a_node_that_fails_in_round_2_stops_the_run_with_an_error_naming_it():
     round's aggregation sees the error reply and stops, naming the node and its error."""
     clients, server = fm.recipes._clients(SETTING, 0, TINY)
     views, recipe, _ = METHODS["fedavg"].build(clients, server, TINY)
-    named = r"1 of 4 train replies failed: node 1002 \(client 2\): ConnectionError: node 1002 is"
+    named = r"round 2: 1 of 4 train replies failed: node 1002 \(client 2\): ConnectionError: node"
     with pytest.raises(RuntimeError, match=named):
         FL.run_loopback(views, recipe, 2, seed=0, failing={1002: 2})
     # the same run with every node up completes both rounds

@@ -26,21 +26,13 @@ The client's randomness is seeded from ``(seed, round, client)`` exactly as in t
 engine, and the server aggregates the replies in client order, so the same seed, clients and
 strategy give the same global state on both engines (up to float rounding).
 
-Modules: ``apps`` (the apps, the strategy, the records, :func:`run_simulation`) and
-``loopback`` (:class:`LoopbackGrid`, :func:`run_loopback`).
+Modules: ``apps`` (the apps, :func:`run_simulation`), ``strategy`` (the records,
+:class:`KitStrategy`) and ``loopback`` (:class:`LoopbackGrid`, :func:`run_loopback`).
 """
 
-from .apps import (
-    INSTALL,
-    KitStrategy,
-    client_app,
-    from_record,
-    read_results,
-    run_simulation,
-    server_app,
-    to_record,
-)
+from .apps import client_app, read_results, run_simulation, server_app
 from .loopback import LoopbackGrid, run_loopback
+from .strategy import INSTALL, KitStrategy, from_record, to_record
 
 __all__ = [
     "INSTALL",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import tempfile
 
-from .apps import _flwr, _num_clients, client_app, read_results, server_app
+from .apps import _num_clients, client_app, read_results, server_app
+from .strategy import _flwr
 
 __all__ = ["LoopbackGrid", "run_loopback"]
 
