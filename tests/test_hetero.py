@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import fedlab_mm as fm
+from fedlab_mm import federated as F
 from fedlab_mm import hetero as H
-from fedlab_mm.federated import FedAvg, Simulation
+from fedlab_mm.federated import FedAvg, Simulation, evaluate
 from tests.known import assert_matches_a_record
 
 DATA = H.tower_features(fm.data.digits(2000, modalities=("image",), progress=False))
@@ -144,6 +145,21 @@ def test_relevance_is_symmetric_with_a_unit_diagonal_even_with_dead_columns():
     torch.testing.assert_close(s.diagonal(), torch.ones(5, dtype=torch.float64))
     with pytest.raises(ValueError, match="all zero"):
         H.relevance(torch.zeros(2, 10, 3))
+
+
+def test_a_column_of_rounding_residue_counts_as_dead():
+    """A dead unit's column is not exactly zero after floating-point sums (norms ~1e-14 seen):
+    it must not count as a live column, or it shifts the similarity (by up to 0.083 seen)."""
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(4, 10, 6, generator=gen, dtype=torch.float64)
+    v[:, :, 2] = 0
+    residue = v.clone()
+    residue[:2, :, 2] = 1e-15 * torch.randn(2, 10, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(H.relevance(residue), H.relevance(v))
+    # with no tolerance the residue counts as a direction, and the similarity moves
+    assert not torch.allclose(H.relevance(residue, tol=0.0), H.relevance(v), atol=1e-3)
+    with pytest.raises(ValueError, match=r"tol=1.5 must lie in \[0, 1\)"):
+        H.relevance(v, tol=1.5)
 
 
 def test_rela_rows_sum_to_one_with_zero_self_weight():
@@ -444,3 +460,59 @@ def test_the_penultimate_task_vector_is_autograds_weight_gradient_with_its_first
     torch.testing.assert_close(got, grad[:12], atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="layer='first'"):
         H.task_vector(x, y, layer="first")
+
+
+# --------------------------------------------------------------------- RELA alone (part 1)
+def test_the_conflicting_tasks_never_agree_on_a_digit():
+    y = torch.arange(10)
+    labels = [H.task_labels(y, t) for t in H.CONFLICTING]
+    assert labels[2].tolist() == [2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not (labels[i] == labels[j]).any(), H.CONFLICTING[i : j + 1]
+
+
+def test_the_oracle_mixes_only_within_the_true_groups_and_uniformly():
+    clients, specs, groups = H.task_clients(DATA, tasks=H.CONFLICTING, sizes=("small",) * 3,
+                                            train_size=20, seed=0)  # fmt: skip
+    group_of = {c.client_id: g for c, g in zip(clients, groups)}
+    recipe = H.ALONE[H.ORACLE](specs, group_of)
+    sim = Simulation(clients, *recipe, seed=0, progress=False)
+    sim.run(1)
+    g = torch.tensor([group_of[k] for k in sim.strategy.client_ids])
+    same = (g[:, None] == g[None, :]) & ~torch.eye(len(g), dtype=torch.bool)
+    expected = same.double() / same.sum(1, keepdim=True)  # 1/2 on the two others of the task
+    torch.testing.assert_close(sim.strategy.weights, expected)
+    assert "groups of 3" in repr(sim.strategy)
+    with pytest.raises(ValueError, match=r"groups has no group for clients \[8\]"):
+        H.RELA(groups={k: v for k, v in group_of.items() if k != 8}).aggregate(
+            1, {}, [F.ClientUpdate(k, {}, 1, {}, {"task_vector": torch.randn(10, 13)})
+                    for k in range(9)])  # fmt: skip
+
+
+def test_served_accuracy_scores_the_global_branch_alone():
+    clients, specs, groups = H.task_clients(DATA, tasks=H.CONFLICTING, sizes=("small",) * 3,
+                                            train_size=20, seed=0)  # fmt: skip
+    sim = Simulation(clients, *H.mosaic(specs, temperature=0.05), seed=0, progress=False)
+    assert H.served_accuracy(sim.clients, sim.strategy) == {}  # nothing served yet
+    sim.run(1)
+    scores = H.served_accuracy(sim.clients, sim.strategy)
+    assert sorted(scores) == [c.client_id for c in clients]
+    # the same as loading the served branch by hand and gating the local branch off
+    client = sim.clients[4]
+    model = H.HeteroNet(client.model.spec)
+    model.load_state_dict(client.model.state_dict())
+    model.load_state_dict(sim.strategy.served[4], strict=False)
+    with H.forced_gate(model.eval(), 1.0):
+        assert scores[4] == evaluate(model, client.data.test)["accuracy"]
+    with pytest.raises(ValueError, match="FedAvg serves no per-client state"):
+        H.served_accuracy(sim.clients, F.FedAvg())
+
+
+def test_rela_alone_refuses_bad_settings():
+    with pytest.raises(ValueError, match="size='huge' must be one of"):
+        H.rela_alone(DATA, 10, size="huge")
+    with pytest.raises(ValueError, match="per_task=1 must be an integer >= 2"):
+        H.rela_alone(DATA, 10, per_task=1)
+    with pytest.raises(ValueError, match="n_train=0 must be an integer >= 1"):
+        H.rela_alone(DATA, 0)

@@ -55,10 +55,11 @@ server), ``probes`` (diagnostics of a run) and ``recipes`` (:func:`mosaic`,
 ``benchmarks/hetero.py`` share).
 """
 
+from .alone import ALONE, ORACLE, rela_alone
 from .colora import CoLoRALinear, DualLoRALinear
 from .frames import align_frames, frame_agreement
 from .model import SIZES, HeteroNet, HeteroSpec, tower_features
-from .probes import accuracy_by_size, forced_gate, pq_transfer, without_branch
+from .probes import accuracy_by_size, forced_gate, pq_transfer, served_accuracy, without_branch
 from .recipes import LOCAL, PAIRS, VARIANTS, local_only, mosaic
 from .rela import (
     RELA,
@@ -71,11 +72,14 @@ from .rela import (
     task_groups,
     task_vector,
 )
-from .tasks import ALL_TASKS, TASKS, task_clients, task_labels
+from .tasks import ALL_TASKS, CONFLICTING, TASKS, task_clients, task_labels
 
 __all__ = [
+    "ALONE",
     "ALL_TASKS",
+    "CONFLICTING",
     "LOCAL",
+    "ORACLE",
     "PAIRS",
     "RELA",
     "SIZES",
@@ -96,6 +100,8 @@ __all__ = [
     "local_only",
     "mosaic",
     "pq_transfer",
+    "served_accuracy",
+    "rela_alone",
     "rela_weights",
     "relevance",
     "task_clients",

@@ -16,7 +16,7 @@ from .model import SIZES, HeteroNet
 from .rela import is_pq
 from .tasks import task_labels
 
-__all__ = ["accuracy_by_size", "forced_gate", "pq_transfer", "without_branch"]
+__all__ = ["accuracy_by_size", "forced_gate", "pq_transfer", "served_accuracy", "without_branch"]
 
 
 def accuracy_by_size(history, specs: dict, rnd: int | None = None) -> dict[str, float]:
@@ -64,6 +64,29 @@ def forced_gate(model: nn.Module, value: float):
     finally:
         for gate in gates:
             gate.forced = None
+
+
+def served_accuracy(clients, strategy) -> dict[int, float]:
+    """What RELA decided, scored on its own: each client's model with the global branch the
+    server mixed for it (``strategy.served``) and the gate forced to that branch alone,
+    on the client's test split. ``{client_id: accuracy}``; clients the server has not served
+    yet are left out. (The local branch is still in the model but gated off.)"""
+    from ..federated import evaluate
+
+    served = getattr(strategy, "served", None)
+    if served is None:
+        raise ValueError(f"{type(strategy).__name__} serves no per-client state to score")
+    out = {}
+    for client in clients:
+        state = served.get(client.client_id)
+        if not state:
+            continue
+        model = HeteroNet(client.model.spec, client.model.align)
+        model.load_state_dict(client.model.state_dict())
+        model.load_state_dict(state, strict=False)
+        with forced_gate(model.eval(), 1.0):
+            out[client.client_id] = evaluate(model, client.data.test)["accuracy"]
+    return out
 
 
 def pq_transfer(

@@ -19,6 +19,7 @@ from .base import forward_base, loaded_base
 from .model import SIZES
 
 __all__ = [
+    "DEAD_COLUMN",
     "RELA",
     "TASK_LAYERS",
     "TaskVector",
@@ -160,21 +161,31 @@ class TaskVector:
         return f"TaskVector(keep={self.keep}, noise={self.noise:g})"
 
 
-def relevance(vectors: torch.Tensor) -> torch.Tensor:
+#: A column whose norm is below this share of its vector's largest column is dead: a unit the
+#: anchor never uses leaves rounding residue (norms ~1e-14 seen), not a direction to compare.
+DEAD_COLUMN = 1e-6
+
+
+def relevance(vectors: torch.Tensor, tol: float = DEAD_COLUMN) -> torch.Tensor:
     """``(N, N)`` RELA similarity: for each column of the task vectors ``(N, C, k)``, the
-    cosine between clients' column vectors, averaged over the columns where both are nonzero
-    (a unit the anchor never uses has an all-zero column). Symmetric, unit diagonal."""
+    cosine between clients' column vectors, averaged over the columns where both are live.
+    A column is live when its norm exceeds ``tol`` times the largest column norm of the same
+    client's vector (a unit the anchor never uses has an all-zero column, up to rounding).
+    Symmetric, unit diagonal."""
     v = torch.as_tensor(vectors, dtype=torch.float64)
     if v.ndim != 3:
         raise ValueError(f"task vectors must be (N, C, k), got shape {tuple(v.shape)}")
     if not torch.isfinite(v).all():
         raise ValueError("task vectors contain NaN or infinite values")
-    live = (v.norm(dim=1) > 0).double()  # (N, k)
-    unit = F.normalize(v, dim=1)  # each column vector to unit length (zero stays zero)
-    both = live @ live.T
-    if (both.diagonal() == 0).any():
+    if not 0 <= tol < 1:
+        raise ValueError(f"tol={tol} must lie in [0, 1)")
+    norms = v.norm(dim=1)  # (N, k)
+    live = norms > tol * norms.max(dim=1, keepdim=True).values
+    if not live.any(dim=1).all():
         raise ValueError("a task vector is all zero: no column to compare")
-    return torch.einsum("ick,jck->ij", unit, unit) / both.clamp(min=1)
+    unit = F.normalize(v, dim=1) * live[:, None, :]  # dead columns count as zero
+    live = live.double()
+    return torch.einsum("ick,jck->ij", unit, unit) / (live @ live.T).clamp(min=1)
 
 
 def rela_weights(similarity: torch.Tensor, temperature: float = 0.5, peers=None) -> torch.Tensor:
@@ -220,6 +231,11 @@ class RELA(PersonalizedStrategy):
         ``T`` of :func:`rela_weights` (``math.inf``: uniform over the others).
     share_pq : bool
         Mix the Co-LoRA ``P``/``Q`` across all clients, any size (True), or only within a size.
+    groups : dict or None
+        ``{client_id: group}``: mix only within each client's true group. With
+        ``temperature=math.inf`` this is the **oracle** (uniform over the other clients of the
+        same task), the ceiling the similarity could reach; None (the paper's RELA) lets the
+        task vectors decide alone.
 
     Block layers are matched across sizes by position (the k-th block with the k-th); plain
     dual-LoRA layers only within the same architecture. After a round ``similarity`` and
@@ -230,10 +246,11 @@ class RELA(PersonalizedStrategy):
     name = "RELA"
     has_global = False
 
-    def __init__(self, temperature: float = 0.5, share_pq: bool = True) -> None:
+    def __init__(self, temperature: float = 0.5, share_pq: bool = True, groups=None) -> None:
         if not (temperature > 0):
             raise ValueError(f"temperature={temperature} must be > 0 (math.inf: uniform)")
         self.temperature, self.share_pq = float(temperature), bool(share_pq)
+        self.groups = None if groups is None else {int(k): v for k, v in dict(groups).items()}
         self.similarity = self.weights = None
         self.client_ids: list[int] = []
 
@@ -243,8 +260,15 @@ class RELA(PersonalizedStrategy):
         self.client_ids = [u.client_id for u in updates]
         arch = [_arch(u.state) for u in updates]
         same = torch.tensor([[a == b for b in arch] for a in arch])
-        self.weights = rela_weights(self.similarity, self.temperature)
-        within = rela_weights(self.similarity, self.temperature, peers=same)
+        group = torch.ones_like(same)
+        if self.groups is not None:
+            missing = [u.client_id for u in updates if u.client_id not in self.groups]
+            if missing:
+                raise ValueError(f"groups has no group for clients {missing}")
+            g = [self.groups[u.client_id] for u in updates]
+            group = torch.tensor([[a == b for b in g] for a in g])
+        self.weights = rela_weights(self.similarity, self.temperature, peers=group)
+        within = rela_weights(self.similarity, self.temperature, peers=same & group)
         blocks = [_pq_layers(u.state) for u in updates]
         for i, u in enumerate(updates):
             out = {}
@@ -269,4 +293,5 @@ class RELA(PersonalizedStrategy):
         return global_state
 
     def __repr__(self) -> str:
-        return f"RELA(temperature={self.temperature:g}, share_pq={self.share_pq})"
+        oracle = "" if self.groups is None else f", groups of {len(set(self.groups.values()))}"
+        return f"RELA(temperature={self.temperature:g}, share_pq={self.share_pq}{oracle})"

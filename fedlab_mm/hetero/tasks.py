@@ -8,24 +8,31 @@ import torch
 from ..partition import ClientData, dirichlet
 from .model import SIZES
 
-__all__ = ["ALL_TASKS", "TASKS", "task_clients", "task_labels"]
+__all__ = ["ALL_TASKS", "CONFLICTING", "TASKS", "task_clients", "task_labels"]
 
 
 TASKS = ("digit", "parity", "complement")
-ALL_TASKS = ("digit", "parity", "complement", "high")
+ALL_TASKS = ("digit", "parity", "complement", "high")  # notebook 08's four (exercise 2)
+#: Three ten-way tasks that disagree on every digit (RELA alone, notebook 08 part 1): no digit
+#: has the same label in any two of them, so averaging across tasks can only hurt.
+CONFLICTING = ("digit", "complement", "shift2")
+_KNOWN = (*ALL_TASKS, "shift2")
 
 
 def task_labels(y: torch.Tensor, task: str) -> torch.Tensor:
     """Labels of a task on the digits: ``digit`` (0-9), ``parity`` (0 even, 1 odd),
     ``complement`` (9 - digit: the digit that adds up to nine with it), ``high`` (0 for 0-4,
-    1 for 5-9). All answer through the same 10-way head, so the tasks conflict: a seven is
-    "7", "1" or "2" depending on the task."""
-    if task not in ALL_TASKS:
-        raise ValueError(f"task={task!r} must be one of {ALL_TASKS}")
+    1 for 5-9), ``shift2`` ((digit + 2) mod 10). All answer through the same 10-way head, so
+    the tasks conflict: a seven is "7", "1", "2" or "9" depending on the task. ``digit``,
+    ``complement`` and ``shift2`` never agree (9 - d = d + 2 mod 10 has no solution)."""
+    if task not in _KNOWN:
+        raise ValueError(f"task={task!r} must be one of {_KNOWN}")
     if task == "digit":
         return y.clone()
     if task == "complement":
         return 9 - y
+    if task == "shift2":
+        return (y + 2) % 10
     return (y % 2) if task == "parity" else (y >= 5).long()
 
 

@@ -1,0 +1,97 @@
+"""RELA on its own (FedMosaic's data-heterogeneity half, notebook 08 part 1): one model size,
+conflicting tasks, several clients per task, few samples each; what RELA decides (the served
+global branch) scored apart from what local training makes of it.
+
+:data:`ALONE` holds the comparison: local only, uniform mixing, RELA at T 0.5 and 0.05, and
+the **oracle** that mixes exactly within the true task groups (the ceiling RELA can reach).
+:func:`rela_alone` runs them on one seed and sample size and returns one row per method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from ..federated import Recipe, Simulation
+from .model import SIZES
+from .probes import served_accuracy
+from .recipes import local_only, mosaic
+from .rela import RELA
+from .tasks import CONFLICTING, task_clients
+
+__all__ = ["ALONE", "ORACLE", "rela_alone"]
+
+ORACLE = "oracle"
+
+
+def _rela(temperature: float) -> Callable[..., Recipe]:
+    def build(specs: dict, groups: dict, noise: float = 0.0, **trainer_kwargs) -> Recipe:
+        return mosaic(specs, temperature=temperature, noise=noise, **trainer_kwargs)
+
+    build.__qualname__ = f"mosaic(temperature={temperature:g})"
+    return build
+
+
+def _oracle(specs: dict, groups: dict, noise: float = 0.0, **trainer_kwargs) -> Recipe:
+    recipe = mosaic(specs, temperature=math.inf, noise=noise, **trainer_kwargs)
+    return recipe._replace(strategy=RELA(math.inf, groups=groups))
+
+
+def _local(specs: dict, groups: dict, noise: float = 0.0, **trainer_kwargs) -> Recipe:
+    return local_only(specs, **trainer_kwargs)
+
+
+_oracle.__qualname__ = "RELA(temperature=inf, groups=the true tasks)"
+_local.__qualname__ = "local_only"
+
+#: label -> ``build(specs, groups, noise=0.0, **trainer_kwargs)``; ``groups`` is
+#: ``{client_id: task}``, which only the oracle reads; ``noise`` is the task vectors' noise.
+ALONE: dict[str, Callable[..., Recipe]] = {
+    "local only": _local,
+    "uniform": _rela(math.inf),
+    "RELA, T 0.5": _rela(0.5),
+    "RELA, T 0.05": _rela(0.05),
+    ORACLE: _oracle,
+}
+
+
+def rela_alone(data, n_train: int, seed: int = 0, rounds: int = 10, last: int = 3,
+               size: str = "small", per_task: int = 5, tasks=CONFLICTING, noise: float = 0.0,
+               methods=None, **trainer_kwargs) -> list[dict]:  # fmt: skip
+    """One seed of the comparison: ``per_task`` clients of one ``size`` for each of ``tasks``,
+    ``n_train`` training samples each (their test splits stay whole), ``rounds`` rounds.
+
+    Returns one row per method: ``served`` (the mean over clients of
+    :func:`served_accuracy`: the global branch RELA mixed, gate forced to it, before local
+    training; NaN for local only) and ``personal`` (each client's own model after local
+    training), each the mean over the last ``last`` rounds. ``noise`` is the task vectors'
+    privacy noise std.
+    """
+    if size not in SIZES:
+        raise ValueError(f"size={size!r} must be one of {list(SIZES)}")
+    for name, value, low in (("n_train", n_train, 1), ("per_task", per_task, 2),
+                             ("rounds", rounds, 1), ("last", last, 1)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    methods = ALONE if methods is None else {m: ALONE[m] for m in methods}
+    clients, specs, groups = task_clients(
+        data, tasks=tasks, sizes=(size,) * per_task, train_size=n_train, seed=seed
+    )
+    group_of = {c.client_id: g for c, g in zip(clients, groups)}
+    rows = []
+    for name, build in methods.items():
+        recipe = build(specs, group_of, noise=noise, **trainer_kwargs)
+        sim = Simulation(clients, *recipe, seed=seed, progress=False)
+        served, personal = [], []
+        for rnd in range(1, rounds + 1):
+            sim.step(rnd, evaluate_now=rnd > rounds - last)
+            if rnd > rounds - last:
+                mixes = isinstance(sim.strategy, RELA)  # local only serves nothing to score
+                scores = served_accuracy(sim.clients, sim.strategy) if mixes else {}
+                served.append(np.mean(list(scores.values())) if scores else np.nan)
+                personal.append(sim.history.last("accuracy", "personal", 1))
+        row = {"method": name, "n_train": n_train, "seed": seed}
+        rows.append(row | {"served": float(np.mean(served)), "personal": float(np.mean(personal))})
+    return rows
