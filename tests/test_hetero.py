@@ -516,3 +516,7 @@ def test_rela_alone_refuses_bad_settings():
         H.rela_alone(DATA, 10, per_task=1)
     with pytest.raises(ValueError, match="n_train=0 must be an integer >= 1"):
         H.rela_alone(DATA, 0)
+    with pytest.raises(ValueError, match="last=5 must be <= rounds=2"):
+        H.rela_alone(DATA, 10, rounds=2, last=5)
+    with pytest.raises(ValueError, match=r"methods \['FedAvg'\] are not among"):
+        H.rela_alone(DATA, 10, methods=["FedAvg"])

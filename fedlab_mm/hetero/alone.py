@@ -3,7 +3,8 @@ conflicting tasks, several clients per task, few samples each; what RELA decides
 global branch) scored apart from what local training makes of it.
 
 :data:`ALONE` holds the comparison: local only, uniform mixing, RELA at T 0.5 and 0.05, and
-the **oracle** that mixes exactly within the true task groups (the ceiling RELA can reach).
+the **oracle** that mixes uniformly within the true task groups (the reference mix for a
+server that knew the tasks; not a strict ceiling, since a sharper mix can beat it).
 :func:`rela_alone` runs them on one seed and sample size and returns one row per method.
 """
 
@@ -61,7 +62,12 @@ def rela_alone(data, n_train: int, seed: int = 0, rounds: int = 10, last: int = 
                size: str = "small", per_task: int = 5, tasks=CONFLICTING, noise: float = 0.0,
                methods=None, **trainer_kwargs) -> list[dict]:  # fmt: skip
     """One seed of the comparison: ``per_task`` clients of one ``size`` for each of ``tasks``,
-    ``n_train`` training samples each (their test splits stay whole), ``rounds`` rounds.
+    ``n_train`` training samples each (their test splits stay whole), ``rounds`` rounds of
+    one local epoch each (``trainer_kwargs`` go to :class:`LocalTrainer`).
+
+    ``data`` is a data set of tower features (:func:`tower_features` of the digits' images);
+    ``seed`` sets both the split into clients and the simulation. ``methods`` picks labels of
+    :data:`ALONE` (default: all five).
 
     Returns one row per method: ``served`` (the mean over clients of
     :func:`served_accuracy`: the global branch RELA mixed, gate forced to it, before local
@@ -75,6 +81,11 @@ def rela_alone(data, n_train: int, seed: int = 0, rounds: int = 10, last: int = 
                              ("rounds", rounds, 1), ("last", last, 1)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    if last > rounds:
+        raise ValueError(f"last={last} must be <= rounds={rounds}")
+    unknown = [m for m in (methods or []) if m not in ALONE]
+    if unknown:
+        raise ValueError(f"methods {unknown} are not among {list(ALONE)}")
     methods = ALONE if methods is None else {m: ALONE[m] for m in methods}
     clients, specs, groups = task_clients(
         data, tasks=tasks, sizes=(size,) * per_task, train_size=n_train, seed=seed

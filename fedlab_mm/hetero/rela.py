@@ -234,8 +234,8 @@ class RELA(PersonalizedStrategy):
     groups : dict or None
         ``{client_id: group}``: mix only within each client's true group. With
         ``temperature=math.inf`` this is the **oracle** (uniform over the other clients of the
-        same task), the ceiling the similarity could reach; None (the paper's RELA) lets the
-        task vectors decide alone.
+        same task), the mix a server that knew the tasks would serve; None (the paper's RELA)
+        lets the task vectors decide alone.
 
     Block layers are matched across sizes by position (the k-th block with the k-th); plain
     dual-LoRA layers only within the same architecture. After a round ``similarity`` and
