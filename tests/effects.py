@@ -459,7 +459,7 @@ EFFECTS = {
             "uniform (T = inf)",
             rela_margin,
             0.1,
-            "on +0.193 / +0.184 / +0.219 / +0.198 / +0.194; off 0 on every seed",
+            "on +0.193 / +0.185 / +0.219 / +0.198 / +0.195; off 0 on every seed",
         ),
         Effect(
             "rela_served",
