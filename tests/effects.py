@@ -363,6 +363,22 @@ def rela_served_margin(on: bool, seed: int) -> float:
     return _served_alone(method, seed) - _served_alone("uniform", seed)
 
 
+@cache
+def _gain_kept(family: str, seed: int) -> float:
+    """P/Q trained in one size and moved to another (``pq_transfer``, complement, 100 steps):
+    the share of the own-size gain the moves keep, averaged over the six moves."""
+    t = H.pq_transfer(_task_data(), "complement", steps=100, seed=seed, family=family)
+    none, trained = t.loc["no P/Q"].mean(), t.drop(index="no P/Q").to_numpy()
+    own, moved = trained.diagonal().mean(), trained[~np.eye(3, dtype=bool)].mean()
+    return float((moved - none) / (own - none))
+
+
+def grown_family_margin(on: bool, seed: int) -> float:
+    """Gain kept by P/Q moved between sizes: a family grown from the small model (on) or
+    pretrained independently (off) minus the independent family."""
+    return _gain_kept("grown" if on else "independent", seed) - _gain_kept("independent", seed)
+
+
 # ----------------------------------------------------------------------- FedProx
 @cache
 def _drift(mu: float | None, seed: int) -> float:
@@ -478,6 +494,15 @@ EFFECTS = {
             pq_margin,
             0.25,
             "on +0.503 / +0.521 / +0.522 / +0.546 / +0.508; off 0 on every seed",
+        ),
+        Effect(
+            "grown_family_pq_transfer",
+            "P/Q moved between sizes keep more of their gain when the sizes are grown from the "
+            "small model than when they are pretrained independently (issue 26, part 2)",
+            "independent family",
+            grown_family_margin,
+            0.2,
+            "on +0.411 / +0.417 / +0.324 / +0.393 / +0.350; off 0 on every seed",
         ),
         Effect(
             "fedprox",

@@ -520,3 +520,52 @@ def test_rela_alone_refuses_bad_settings():
         H.rela_alone(DATA, 10, rounds=2, last=5)
     with pytest.raises(ValueError, match=r"methods \['FedAvg'\] are not among"):
         H.rela_alone(DATA, 10, methods=["FedAvg"])
+
+
+# ------------------------------------------------------------ a family that grows (part 2)
+def test_a_grown_base_computes_what_the_smaller_one_did():
+    small = H.base._pretrained(32, 2)
+    grown = H.grow(small, 64, 3)
+    x = DATA.modalities["image"][:50]
+    old_layers, old_head = H.base.base_layers(32, 2)
+    new_layers, new_head = H.base.base_layers(64, 3)
+    for layer, s in zip([*old_layers, old_head], [*small["layers"], small["head"]]):
+        layer.load_state_dict(s)
+    for layer, s in zip([*new_layers, new_head], [*grown["layers"], grown["head"]]):
+        layer.load_state_dict(s)
+    with torch.no_grad():
+        before = H.base.forward_base(old_layers, x, head=old_head)
+        after = H.base.forward_base(new_layers, x, head=new_head)
+    # the new units' weights are 1e-3 noise, so the outputs agree up to that much
+    torch.testing.assert_close(after, before, atol=0.05, rtol=0.01)
+    with pytest.raises(ValueError, match="cannot grow 64x3 into 32x2"):
+        H.grow(grown, 32, 2)
+
+
+def test_families_name_their_sizes_and_refuse_others():
+    grown = H.family_sizes("grown")
+    assert [s.label for s in grown.values()] == ["32x2", "64x3", "128x4"]
+    assert all(s.family == "grown" for s in grown.values())
+    # the smallest size is the same model in both families; the larger ones differ
+    small_a, small_b = H.SIZES["small"].build(), grown["small"].build()
+    assert all(torch.equal(a.base.weight, b.base.weight)
+               for a, b in zip(small_a.layers, small_b.layers))  # fmt: skip
+    large_a, large_b = H.SIZES["large"].build(), grown["large"].build()
+    assert not torch.equal(large_a.layers[0].base.weight, large_b.layers[0].base.weight)
+    with pytest.raises(ValueError, match="family='distilled' must be one of"):
+        H.family_sizes("distilled")
+    with pytest.raises(ValueError, match="family='x' must be one of"):
+        H.HeteroSpec(family="x")
+    _, specs, _ = H.task_clients(DATA, sizes=("large",), family="grown", train_size=10)
+    assert all(s.family == "grown" for s in specs.values())
+
+
+def test_across_sizes_gives_a_row_per_method_and_size():
+    rows = H.across_sizes(DATA, 10, rounds=1, last=1, methods=["local only", "RELA, T 0.05"])
+    assert [(r["method"], r["size"]) for r in rows] == [
+        (m, s) for m in ("local only", "RELA, T 0.05") for s in ("32x2", "64x3", "128x4")
+    ]
+    assert all(math.isnan(r["served"]) for r in rows[:3])
+    assert all(0 <= r["served"] <= 1 and r["family"] == "grown" for r in rows[3:])
+    with pytest.raises(ValueError, match="per_size=1 must be an integer >= 2"):
+        H.across_sizes(DATA, 10, per_size=1)

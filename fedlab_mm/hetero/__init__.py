@@ -58,10 +58,11 @@ run) and ``recipes`` (:func:`mosaic`, :func:`local_only` and :data:`VARIANTS`, t
 comparisons notebook 08 and ``benchmarks/hetero.py`` share).
 """
 
-from .alone import ALONE, ORACLE, rela_alone
+from .alone import ACROSS, ALONE, ORACLE, across_sizes, rela_alone
+from .base import FAMILIES, grow
 from .colora import CoLoRALinear, DualLoRALinear
 from .frames import align_frames, frame_agreement
-from .model import SIZES, HeteroNet, HeteroSpec, tower_features
+from .model import SIZES, HeteroNet, HeteroSpec, family_sizes, tower_features
 from .probes import accuracy_by_size, forced_gate, pq_transfer, served_accuracy, without_branch
 from .recipes import LOCAL, PAIRS, VARIANTS, local_only, mosaic
 from .rela import (
@@ -79,10 +80,12 @@ from .rela import (
 from .tasks import ALL_TASKS, CONFLICTING, TASKS, task_clients, task_labels
 
 __all__ = [
+    "ACROSS",
     "ALONE",
     "ALL_TASKS",
     "CONFLICTING",
     "DEAD_COLUMN",
+    "FAMILIES",
     "LOCAL",
     "ORACLE",
     "PAIRS",
@@ -97,10 +100,13 @@ __all__ = [
     "HeteroSpec",
     "TaskVector",
     "accuracy_by_size",
+    "across_sizes",
     "align_frames",
     "client_task_vectors",
+    "family_sizes",
     "forced_gate",
     "frame_agreement",
+    "grow",
     "group_recovery",
     "local_only",
     "mosaic",

@@ -24,8 +24,9 @@ __all__ = ["FRAME_KEYS", "align_frames", "block_frames", "check_align", "frame_a
 
 
 def _smallest(spec: HeteroSpec) -> HeteroSpec:
-    """The smallest size of the family (``SIZES["small"]``), the frames' anchor."""
-    return type(spec)(*SIZE_DIMS["small"])
+    """The smallest size of the family (``SIZES["small"]``, of ``spec``'s family), the frames'
+    anchor."""
+    return type(spec)(*SIZE_DIMS["small"], family=getattr(spec, "family", "independent"))
 
 
 @torch.no_grad()

@@ -11,11 +11,11 @@ from torch import nn
 
 from .. import pretrained
 from ..models import SpecMethods
-from .base import IN_DIM, SIZE_DIMS, loaded_base
+from .base import FAMILIES, IN_DIM, SIZE_DIMS, loaded_base
 from .colora import CoLoRALinear, DualLoRALinear
 from .frames import block_frames
 
-__all__ = ["SIZES", "HeteroNet", "HeteroSpec", "tower_features"]
+__all__ = ["SIZES", "HeteroNet", "HeteroSpec", "family_sizes", "tower_features"]
 
 
 # ----------------------------------------------------------------- the model family
@@ -32,6 +32,10 @@ class HeteroSpec(SpecMethods):
         ``r`` of every adapter; P is ``(r, r)``, Q ``(1, r)`` at any width.
     scale : float
         ``alpha / r``.
+    family : str
+        How the sizes were pretrained (:data:`~.base.FAMILIES`): ``independent`` (the
+        default) or ``grown`` (each size grown from the next smaller one, so that the sizes
+        share a representation).
     """
 
     width: int = 32
@@ -39,6 +43,7 @@ class HeteroSpec(SpecMethods):
     rank: int = 8
     scale: float = 2.0
     num_classes: int = 10
+    family: str = "independent"
 
     def __post_init__(self) -> None:
         for name, low in (("width", 8), ("depth", 1), ("rank", 1)):
@@ -52,6 +57,8 @@ class HeteroSpec(SpecMethods):
             )
         if not np.isfinite(self.scale) or self.scale <= 0:
             raise ValueError(f"scale={self.scale} must be a finite number > 0")
+        if self.family not in FAMILIES:
+            raise ValueError(f"family={self.family!r} must be one of {FAMILIES}")
         if self.num_classes != 10:
             raise ValueError("num_classes must be 10: the frozen head is the digit classifier")
 
@@ -70,6 +77,13 @@ class HeteroSpec(SpecMethods):
 
 #: The three sizes of the family (:data:`~.base.SIZE_DIMS`).
 SIZES = {name: HeteroSpec(*dims) for name, dims in SIZE_DIMS.items()}
+
+
+def family_sizes(family: str = "independent") -> dict[str, HeteroSpec]:
+    """:data:`SIZES` of one family (:data:`~.base.FAMILIES`), by name."""
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} must be one of {FAMILIES}")
+    return {name: spec.replace(family=family) for name, spec in SIZES.items()}
 
 
 class HeteroNet(nn.Module):

@@ -12,7 +12,7 @@ from torch import nn
 
 from .colora import CoLoRALinear, Gate
 from .frames import check_align
-from .model import SIZES, HeteroNet
+from .model import HeteroNet, family_sizes
 from .rela import is_pq
 from .tasks import task_labels
 
@@ -90,7 +90,13 @@ def served_accuracy(clients, strategy) -> dict[int, float]:
 
 
 def pq_transfer(
-    dataset, task: str, n_train: int = 500, steps: int = 300, seed: int = 0, align=None
+    dataset,
+    task: str,
+    n_train: int = 500,
+    steps: int = 300,
+    seed: int = 0,
+    align=None,
+    family: str = "independent",
 ):
     """How well P/Q travel between sizes: for each size, train only the Co-LoRA ``P``/``Q``
     (all else frozen) on ``n_train`` samples of ``task``; then copy them into every size's
@@ -100,6 +106,9 @@ def pq_transfer(
     ``align`` replaces :func:`align_frames` for every model built here (see
     :class:`HeteroNet`): a function ``align(spec)`` returning one frame dict per block. It is
     called once per size.
+
+    ``family`` picks the model family (:func:`family_sizes`: ``grown`` sizes share a
+    representation).
 
     Returns a DataFrame, rows = the size P/Q were trained on, columns = the size they run in;
     the diagonal is each size's own accuracy; the first row, ``no P/Q``, is each size with its
@@ -113,16 +122,17 @@ def pq_transfer(
     check_align(align)
     if align is not None:  # one call per size, not one per model built
         align = lru_cache(maxsize=None)(align)
+    sizes = family_sizes(family)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     train, test = dataset.subset(order[:n_train]), dataset.subset(order[n_train:])
     x, y = train.modalities["image"], task_labels(train.y, task)
     x_test, y_test = test.modalities["image"], task_labels(test.y, task)
     trained = {}
     with torch.random.fork_rng(), torch.enable_grad():
-        for spec in SIZES.values():  # fill the frame caches first: built cold, they draw
+        for spec in sizes.values():  # fill the frame caches first: built cold, they draw
             spec.build(align)  # random numbers, and the table would depend on what ran before
         torch.manual_seed(seed)
-        for name, spec in SIZES.items():
+        for name, spec in sizes.items():
             model = spec.build(align).train()
             params = [p for k, p in model.named_parameters() if is_pq(k)]
             opt = torch.optim.Adam(params, lr=1e-2)
@@ -134,13 +144,13 @@ def pq_transfer(
                 opt.step()
             trained[name] = [m for m in model.layers if isinstance(m, CoLoRALinear)]
     table = {"no P/Q": {}}
-    for spec in SIZES.values():
+    for spec in sizes.values():
         with torch.no_grad():
             hits = spec.build(align).eval()({"image": x_test}).argmax(1) == y_test
         table["no P/Q"][spec.label] = float(hits.float().mean())
     for source, blocks in trained.items():
         row = {}
-        for spec in SIZES.values():
+        for spec in sizes.values():
             model = spec.build(align).eval()
             targets = [m for m in model.layers if isinstance(m, CoLoRALinear)]
             with torch.no_grad():
@@ -150,5 +160,5 @@ def pq_transfer(
                 with forced_gate(model, 0.5):  # as in training, where g is about 0.5
                     hits = model({"image": x_test}).argmax(1) == y_test
             row[spec.label] = float(hits.float().mean())
-        table[SIZES[source].label] = row
+        table[sizes[source].label] = row
     return pd.DataFrame(table).T

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..partition import ClientData, dirichlet
-from .model import SIZES
+from .model import SIZES, family_sizes
 
 __all__ = ["ALL_TASKS", "CONFLICTING", "TASKS", "task_clients", "task_labels"]
 
@@ -43,10 +43,12 @@ def task_clients(
     alpha: float = 5.0,
     train_size: int | None = None,
     seed: int = 0,
+    family: str = "independent",
 ):
     """One client per (task, size): the data set is split evenly at random between tasks,
     then among each task's clients by a Dirichlet over the digits (``alpha``); ``train_size``
-    keeps only that many training samples per client (scarce data, where sharing pays).
+    keeps only that many training samples per client (scarce data, where sharing pays);
+    ``family`` picks the model family (:func:`family_sizes`).
 
     Returns ``(clients, specs, groups)``: ClientData list (ids 0..N-1, task-major), a dict
     client id -> HeteroSpec, and the task index of each client.
@@ -54,6 +56,7 @@ def task_clients(
     unknown = [s for s in sizes if s not in SIZES]
     if unknown or not sizes:
         raise ValueError(f"sizes={list(sizes)} must name sizes among {list(SIZES)}")
+    by_name = family_sizes(family)
     rng = np.random.default_rng(seed)
     owner = rng.permutation(len(dataset)) % len(tasks)
     clients, specs, groups = [], {}, []
@@ -68,6 +71,6 @@ def task_clients(
                 train = train.subset(keep)
             test = local.test.replace(y=task_labels(local.test.y, task))
             clients.append(ClientData(cid, train, test))
-            specs[cid] = SIZES[sizes[local.client_id]]
+            specs[cid] = by_name[sizes[local.client_id]]
             groups.append(t)
     return clients, specs, groups
