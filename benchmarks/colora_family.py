@@ -1,10 +1,12 @@
 """Co-LoRA across sizes (issue 26, part 2): P/Q transfer and the cross-size comparison, for a
 family pretrained size by size and one grown from the small model.
 
-    python -m benchmarks.colora_family            # 5 seeds; about 8 minutes on one thread
+    python -m benchmarks.colora_family            # 5 seeds; about 10 minutes on one thread
     python -m benchmarks.colora_family --quick    # 1 seed, 2 rounds: a smoke test
 
-- P/Q transfer (:func:`fedlab_mm.hetero.pq_transfer`, 300 steps on 500 samples of a task):
+- P/Q transfer (:func:`fedlab_mm.hetero.pq_transfer`, 300 steps on 500 samples of a task),
+  with the kit's Procrustes frames and with :func:`fedlab_mm.hetero.fitted_frames` (A fitted
+  by MSE plus an orthogonality penalty, B by a ridge map, as the paper's code does [R]):
   per seed, the mean over sizes with no adapter and with their own P/Q, the mean over the six
   moves to another size, and the share of the own-size gain a move keeps; mean ± std.
 - Across sizes (:func:`fedlab_mm.hetero.across_sizes`): the three conflicting tasks
@@ -17,6 +19,8 @@ family pretrained size by size and one grown from the small model.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
@@ -28,17 +32,20 @@ from fedlab_mm import hetero as H
 ACROSS, WITHIN = "RELA, T 0.05", "RELA, T 0.05, P/Q within a size"
 
 
+ALIGNS = {"Procrustes": None, "fitted": H.fitted_frames}  # the kit's, the paper's way [R]
+
+
 def transfer_rows(data, seeds, steps) -> list[dict]:
     rows = []
-    for family in H.FAMILIES:
-        for task in ("parity", "complement"):
-            for seed in seeds:
-                t = H.pq_transfer(data, task, steps=steps, seed=seed, family=family)
-                none, trained = t.loc["no P/Q"].mean(), t.drop(index="no P/Q").to_numpy()
-                own, moved = trained.diagonal().mean(), trained[~np.eye(3, dtype=bool)].mean()
-                rows.append({"family": family, "task": task, "seed": seed, "no P/Q": none,
-                             "own size": own, "moved": moved,
-                             "gain kept": (moved - none) / (own - none)})  # fmt: skip
+    for family, (frames, align), task, seed in itertools.product(
+        H.FAMILIES, ALIGNS.items(), ("parity", "complement"), seeds
+    ):
+        t = H.pq_transfer(data, task, steps=steps, seed=seed, family=family, align=align)
+        none, trained = t.loc["no P/Q"].mean(), t.drop(index="no P/Q").to_numpy()
+        own, moved = trained.diagonal().mean(), trained[~np.eye(3, dtype=bool)].mean()
+        rows.append({"family": family, "frames": frames, "task": task, "seed": seed,
+                     "no P/Q": none, "own size": own, "moved": moved,
+                     "gain kept": (moved - none) / (own - none)})  # fmt: skip
     return rows
 
 
@@ -51,7 +58,7 @@ def main(argv=None) -> None:
     tr = pd.DataFrame(transfer_rows(data, seeds, steps))
     cols = ["no P/Q", "own size", "moved", "gain kept"]
     print(f"P/Q transfer, mean ± std over {len(seeds)} seeds:")
-    print(markdown(tr.groupby(["family", "task"])[cols].agg(_pm)))
+    print(markdown(tr.groupby(["family", "frames", "task"])[cols].agg(_pm)))
 
     rows = []
     for family in H.FAMILIES:

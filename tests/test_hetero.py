@@ -569,3 +569,18 @@ def test_across_sizes_gives_a_row_per_method_and_size():
     assert all(0 <= r["served"] <= 1 and r["family"] == "grown" for r in rows[3:])
     with pytest.raises(ValueError, match="per_size=1 must be an integer >= 2"):
         H.across_sizes(DATA, 10, per_size=1)
+
+
+def test_fitted_frames_are_orthonormal_keep_the_shared_spaces_and_build():
+    large = H.family_sizes("grown")["large"]
+    frames, anchor = H.fitted_frames(large), H.align_frames(H.family_sizes("grown")["small"])
+    assert H.fitted_frames(H.family_sizes("grown")["small"]) == anchor  # the anchor's own
+    r = large.rank
+    for frame in frames:
+        torch.testing.assert_close(frame["a"] @ frame["a"].T, torch.eye(r), atol=1e-4, rtol=0)
+        torch.testing.assert_close(frame["b"].T @ frame["b"], torch.eye(r), atol=1e-4, rtol=0)
+    # the tower features (first block's input) and the logits (head's output) are shared
+    torch.testing.assert_close(frames[0]["a"], anchor[0]["a"])
+    torch.testing.assert_close(frames[-1]["b"], anchor[-1]["b"])
+    net = large.build(align=H.fitted_frames)
+    assert net({"image": DATA.modalities["image"][:4]}).shape == (4, 10)

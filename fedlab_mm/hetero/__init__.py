@@ -61,7 +61,7 @@ comparisons notebook 08 and ``benchmarks/hetero.py`` share).
 from .alone import ACROSS, ALONE, ORACLE, across_sizes, rela_alone
 from .base import FAMILIES, grow
 from .colora import CoLoRALinear, DualLoRALinear
-from .frames import align_frames, frame_agreement
+from .frames import align_frames, fitted_frames, frame_agreement
 from .model import SIZES, HeteroNet, HeteroSpec, family_sizes, tower_features
 from .probes import accuracy_by_size, forced_gate, pq_transfer, served_accuracy, without_branch
 from .recipes import LOCAL, PAIRS, VARIANTS, local_only, mosaic
@@ -104,6 +104,7 @@ __all__ = [
     "align_frames",
     "client_task_vectors",
     "family_sizes",
+    "fitted_frames",
     "forced_gate",
     "frame_agreement",
     "grow",

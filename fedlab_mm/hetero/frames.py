@@ -20,7 +20,14 @@ from .base import SIZE_DIMS, forward_base, loaded_base
 if TYPE_CHECKING:
     from .model import HeteroSpec
 
-__all__ = ["FRAME_KEYS", "align_frames", "block_frames", "check_align", "frame_agreement"]
+__all__ = [
+    "FRAME_KEYS",
+    "align_frames",
+    "block_frames",
+    "check_align",
+    "fitted_frames",
+    "frame_agreement",
+]
 
 
 def _smallest(spec: HeteroSpec) -> HeteroSpec:
@@ -87,6 +94,69 @@ def align_frames(spec: HeteroSpec, anchor: HeteroSpec | None = None) -> list[dic
             top = u_own[:, :r].float()
             b = top @ _rotation(ys @ top, ya @ frame["b"])
         frame.update(b=b, gain_out=float((ys @ b).std() / (ya @ frame["b"]).std()))
+        frames.append(frame)
+    return frames
+
+
+def _orthonormal_rows(a: torch.Tensor) -> torch.Tensor:
+    """The row-orthonormal matrix nearest to ``a`` (``U V^T`` of its SVD)."""
+    u, _, vt = torch.linalg.svd(a.double(), full_matrices=False)
+    return (u @ vt).float()
+
+
+@lru_cache(maxsize=16)
+def fitted_frames(spec: HeteroSpec, steps: int = 300, orthogonality: float = 0.5,
+                  ridge: float = 1e-4) -> list[dict]:  # fmt: skip
+    """The frames fitted the way FedMosaic's released code aligns a larger model to the
+    anchor (reconstructed [R]; an ``align=`` for :class:`HeteroNet` and :func:`pq_transfer`).
+
+    The anchor (the smallest size of ``spec``'s family) keeps :func:`align_frames`' frames.
+    For a larger size, on the public digits' block activations:
+
+    - ``A``: trained (Adam, lr 1e-2, ``steps`` steps from a random orthonormal start) so
+      that ``x A^T`` matches the anchor's codes (mean squared error) plus ``orthogonality``
+      times the mean squared cosine between different rows of ``A``; then replaced by the
+      nearest row-orthonormal matrix;
+    - ``B``: the anchor's ``B`` mapped by the ridge regression ``M`` of this size's block
+      outputs on the anchor's (ridge ``ridge`` times the sample count), ``B = M B_anchor``,
+      made column-orthonormal;
+    - a gain per side that gives the codes the anchor's spread, as in :func:`align_frames`.
+
+    The tower features (the first block's input) and the logits (the head's output) are the
+    same space at every size and keep the anchor's frames.
+    """
+    anchor = _smallest(spec).replace(rank=spec.rank)
+    ref = align_frames(anchor)
+    if spec == anchor:
+        return ref
+    acts_ref, acts_own = _block_activations(anchor), _block_activations(spec)
+    frames = []
+    for k in range(len(spec.blocks)):
+        (xa, ya), (xs, ys) = acts_ref[k], acts_own[k]
+        frame = dict(ref[k])
+        if k > 0:
+            target = xa @ ref[k]["a"].T
+            gen = torch.Generator().manual_seed(0)
+            start = torch.randn(spec.rank, xs.shape[1], generator=gen)
+            a = nn.Parameter(_orthonormal_rows(start))
+            opt = torch.optim.Adam([a], lr=1e-2)
+            off = ~torch.eye(spec.rank, dtype=torch.bool)
+            with torch.enable_grad():
+                for _ in range(steps):
+                    unit = nn.functional.normalize(a, dim=1)
+                    cos = (unit @ unit.T)[off]
+                    loss = ((xs @ a.T - target) ** 2).mean() + orthogonality * (cos**2).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            a = _orthonormal_rows(a.detach())
+            frame.update(a=a, gain_in=float(target.std() / (xs @ a.T).std()))
+        if k < len(spec.blocks) - 1:
+            ya64, ys64 = ya.double(), ys.double()
+            reg = ridge * len(ya) * torch.eye(ya.shape[1], dtype=torch.float64)
+            m = ys64.T @ ya64 @ torch.linalg.inv(ya64.T @ ya64 + reg)
+            b = _orthonormal_rows((m @ ref[k]["b"].double()).T).T
+            frame.update(b=b, gain_out=float((ys @ b).std() / (ya @ ref[k]["b"]).std()))
         frames.append(frame)
     return frames
 
