@@ -126,6 +126,9 @@ def test_hetero_plots():
     fig = fm.viz.accuracy_by_size(acc)
     assert len(fig.axes[0].patches) == 4
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["m1", "m2"]
+    panels = plt.subplots(1, 2)[1]  # into given axes: both panels of one figure
+    assert fm.viz.accuracy_by_size(acc, ax=panels[1]) is panels[1].figure
+    assert len(panels[1].patches) == 4 and not panels[0].patches
 
 
 def test_grid_curves():

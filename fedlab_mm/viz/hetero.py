@@ -72,15 +72,20 @@ def recovery_vs_noise(table, title: str = "does the server still see the task gr
     return fig
 
 
-def accuracy_by_size(table, title: str = "personalised accuracy by model size", zoom: bool = False):
+def accuracy_by_size(table, title: str = "personalised accuracy by model size", zoom: bool = False,
+                     ax=None):  # fmt: skip
     """Grouped bars: one group per model size, one bar per method, error bars where ``table``
     has several seeds. ``table``: a DataFrame with columns ``method``, ``size``, ``accuracy``
     (and optionally ``seed``). ``zoom=True`` fits the y-axis to the bars and their error bars
-    instead of starting it at zero (say so in the title)."""
+    instead of starting it at zero (say so in the title). ``ax``: draw into this axes (for
+    panels side by side) instead of a new figure. Returns the figure."""
     plt = _plt()
     methods = list(dict.fromkeys(table["method"]))
     sizes = list(dict.fromkeys(table["size"]))
-    fig, ax = plt.subplots(figsize=(8.5, 4))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.5, 4))
+    else:
+        fig = ax.figure
     width = 0.8 / len(methods)
     for j, method in enumerate(methods):
         g = table[table["method"] == method].groupby("size")["accuracy"]
