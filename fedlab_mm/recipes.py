@@ -66,7 +66,8 @@ __all__ = [
 
 #: Bumped whenever a cell's meaning changes, so stale cached cells are not reused.
 #: 5: a cell records the mean over its last ``Scale.last`` rounds, not the final round.
-CACHE_VERSION = 5
+#: 6: RELA's relevance ignores columns of rounding residue (``hetero.DEAD_COLUMN``).
+CACHE_VERSION = 6
 #: Where the server's CKA probe comes from (:class:`Scale`).
 PROBE_SOURCES = ("public", "held_out")
 
